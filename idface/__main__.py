@@ -1,0 +1,5 @@
+import sys
+
+from idface.cli import main
+
+sys.exit(main())
