@@ -679,8 +679,9 @@ def load_dlib_resnet(
         except OSError:
             pass  # read-only location: run from the converted weights without caching
 
-    model = DlibResNet()
-    model.load_state_dict(state, strict=True)
+    with torch.device("meta"):  # no random init of 5.6M weights that are overwritten anyway
+        model = DlibResNet()
+    model.load_state_dict(state, strict=True, assign=True)
     model.requires_grad_(False)
     return model.to(device=device, dtype=dtype).eval()
 
