@@ -1,0 +1,200 @@
+"""The training losses of shared/design/method.md, one small function each.
+
+Weights are not applied here: the trainer multiplies each term by its weight from the config
+(LossWeights), so a term can be switched off by a zero weight and logged unweighted.
+
+Images are [B, 3, H, W] in [-1, 1] (the generator's tanh range) unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from idface.errors import UnavailableError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LossWeights:
+    """Multipliers of each term (method.md: CA2SIS defaults; identity weight inferred)."""
+
+    adversarial: float = 1.0
+    feature_matching: float = 10.0
+    perceptual: float = 10.0
+    attention: float = 1.0
+    identity: float = 1.0
+    l1: float = 0.0  # plain pixel L1; off in the paper, useful for tiny data sets
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# adversarial (hinge) and feature matching
+
+def hinge_d_loss(real_outputs: Sequence[Sequence[torch.Tensor]], fake_outputs: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """Discriminator hinge loss, mean over scales: relu(1 - D(real)) + relu(1 + D(fake)).
+
+    real_outputs / fake_outputs: per scale, the discriminator's list whose last entry is the
+    patch logits [B, 1, h, w]."""
+    total = 0.0
+    for real, fake in zip(real_outputs, fake_outputs):
+        total = total + F.relu(1.0 - real[-1].float()).mean() + F.relu(1.0 + fake[-1].float()).mean()
+    return total / len(real_outputs)
+
+
+def hinge_g_loss(fake_outputs: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """Generator hinge loss, mean over scales: -D(fake)."""
+    total = 0.0
+    for fake in fake_outputs:
+        total = total - fake[-1].float().mean()
+    return total / len(fake_outputs)
+
+
+def feature_matching_loss(real_outputs: Sequence[Sequence[torch.Tensor]], fake_outputs: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """L1 between the discriminator's intermediate features on real and generated images:
+    summed over layers, mean over scales (real features are targets, no gradient)."""
+    total = 0.0
+    for real, fake in zip(real_outputs, fake_outputs):
+        for real_feat, fake_feat in zip(real[:-1], fake[:-1]):
+            total = total + F.l1_loss(fake_feat.float(), real_feat.detach().float())
+    return total / len(real_outputs)
+
+
+def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(fake.float(), real.float())
+
+
+# --------------------------------------------------------------------------------------------
+# VGG19 perceptual loss
+
+VGG19_FILENAME = "vgg19-dcbbe1ab.pth"  # torchvision's ImageNet VGG19 weights
+VGG19_LAYERS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in vgg19.features
+VGG19_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg19_weight_candidates() -> list[Path]:
+    """Where VGG19 weights are looked for, in order (nothing is downloaded here)."""
+    candidates = []
+    if os.environ.get("IDFACE_VGG19"):
+        candidates.append(Path(os.environ["IDFACE_VGG19"]))
+    root = Path(__file__).resolve().parents[2]
+    candidates += [root / "weights" / "vgg19.safetensors", root / "weights" / VGG19_FILENAME]
+    try:
+        hub_dir = Path(torch.hub.get_dir())
+        candidates.append(hub_dir / "checkpoints" / VGG19_FILENAME)
+    except Exception:  # pragma: no cover - torch.hub always has a dir
+        pass
+    return candidates
+
+
+def _load_vgg19_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    # weights_only: plain tensors, never arbitrary unpickling
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+class VGG19Features(nn.Module):
+    """Frozen VGG19 'features' up to relu5_1; returns the five relu*_1 activations."""
+
+    def __init__(self, state_dict: dict[str, torch.Tensor]):
+        super().__init__()
+        from torchvision.models import vgg19
+
+        features = vgg19(weights=None).features[: VGG19_LAYERS[-1] + 1]
+        own = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
+        own = {k: v for k, v in own.items() if int(k.split(".")[0]) <= VGG19_LAYERS[-1]}
+        features.load_state_dict(own, strict=True)
+        self.features = features.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True):  # always eval: no batch norm here, but keep it frozen
+        return super().train(False)
+
+    def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
+        # img [B, 3, H, W] in [-1, 1]
+        x = ((img.float() + 1) / 2 - self.mean) / self.std
+        outs = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in VGG19_LAYERS:
+                outs.append(x)
+        return outs
+
+
+def load_vgg19(device: str | torch.device = "cpu") -> VGG19Features:
+    """VGG19 from a local file, or UnavailableError naming every place tried."""
+    tried = vgg19_weight_candidates()
+    for path in tried:
+        if path.is_file():
+            return VGG19Features(_load_vgg19_state(path)).to(device)
+    raise UnavailableError(
+        "VGG19 weights not found (the perceptual loss needs torchvision's ImageNet VGG19); tried: "
+        + ", ".join(str(p) for p in tried)
+        + f". Put {VGG19_FILENAME} in one of those places or set IDFACE_VGG19."
+    )
+
+
+def vgg_perceptual_loss(vgg: VGG19Features, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """sum_l w_l * L1(VGG_l(fake), VGG_l(real)), w = 1/32, 1/16, 1/8, 1/4, 1."""
+    fake_feats = vgg(fake)
+    with torch.no_grad():
+        real_feats = vgg(real)
+    total = 0.0
+    for w, f, r in zip(VGG19_LAYER_WEIGHTS, fake_feats, real_feats):
+        total = total + w * F.l1_loss(f, r.detach())
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# attention loss
+
+def attention_loss(attention, onehot: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits between each class token's head-averaged pre-softmax cross-attention
+    logits and that class's mask, downsampled to the layer's resolution (area average, so
+    boundary pixels get fractional targets); mean over classes, pixels and layers.
+
+    attention: per cross-attention layer, the generator's LayerAttention (or its .logits),
+    head-averaged logits [B, T, h, w] where tokens 0..C-1 are the class tokens and the last
+    (identity) token is left out: it has no mask. onehot: [B, C, H, W].
+    """
+    if not attention:
+        raise ValueError("attention_loss needs at least one cross-attention layer's logits")
+    num_classes = onehot.shape[1]
+    total = 0.0
+    for layer in attention:
+        logits = getattr(layer, "logits", layer)
+        if logits.dim() != 4 or logits.shape[1] < num_classes:
+            raise ValueError(f"attention logits must be [B, T >= {num_classes}, h, w]; got {tuple(logits.shape)}")
+        class_logits = logits[:, :num_classes].float()  # [B, C, h, w]
+        target = F.interpolate(onehot.float(), size=class_logits.shape[-2:], mode="area")
+        total = total + F.binary_cross_entropy_with_logits(class_logits, target)
+    return total / len(attention)
+
+
+# --------------------------------------------------------------------------------------------
+# identity loss
+
+def identity_loss(recognizer, fake: torch.Tensor, target_embedding: torch.Tensor) -> torch.Tensor:
+    """mean(1 - cos(E_id(fake), target)): E_id is a frozen recognizer from idface.identity
+    applied to the generator-frame image through its differentiable aligned crop (embed_frame).
+
+    fake [B, 3, H, W] in [-1, 1]; target_embedding [B, D] (E_id of the real face, no gradient).
+    """
+    emb = recognizer.embed_frame(((fake.float() + 1) / 2).clamp(0, 1))
+    return (1 - F.cosine_similarity(emb.float(), target_embedding.float().detach(), dim=1)).mean()
