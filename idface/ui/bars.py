@@ -77,12 +77,13 @@ CSS = """
 .idbar-name { font-weight: 600; }
 .idbar-thr-note { color: var(--body-text-color-subdued); font-size: 12px; }
 .idbar-verdict { margin: 4px 0 6px; font-weight: 600; }
-.idbar-row { display: grid; grid-template-columns: 150px 1fr 110px; align-items: center; gap: 8px; margin: 3px 0; }
+.idbar-row { display: grid; grid-template-columns: 170px 1fr 100px; align-items: center; gap: 8px; margin: 3px 0; }
 .idbar-track { position: relative; height: 14px; border-radius: 7px; background: var(--background-fill-secondary); overflow: hidden; }
 .idbar-same { position: absolute; top: 0; bottom: 0; right: 0; background: rgba(60, 180, 90, 0.18); }
 .idbar-fill { position: absolute; left: 0; top: 3px; bottom: 3px; border-radius: 4px; }
 .idbar-thr { position: absolute; top: 0; bottom: 0; width: 2px; margin-left: -1px; background: #222; }
-.idbar-value { font-variant-numeric: tabular-nums; color: var(--body-text-color-subdued); }
+.idbar-label { white-space: nowrap; }
+.idbar-value { white-space: nowrap; font-variant-numeric: tabular-nums; color: var(--body-text-color-subdued); }
 .idbar-ref .idbar-label { color: var(--body-text-color-subdued); }
 .idbar-unavail { color: var(--body-text-color-subdued); font-size: 12px; }
 .idbar-legend { color: var(--body-text-color-subdued); font-size: 12px; }
@@ -100,12 +101,12 @@ def identity_bars_html(scores: dict | None, message: str | None = None) -> str:
         kind = "cosine similarity" if entry["higher_is_more_similar"] else "Euclidean distance"
         rule = "above" if entry["higher_is_more_similar"] else "below"
         note = f'{kind}; same person {rule} {entry["threshold"]:.3g}'
-        if entry.get("threshold_source"):
-            note += f' ({entry["threshold_source"]})'
+        source = entry.get("threshold_source") or ""
         parts.append('<div class="idbar-card">')
         parts.append(
             f'<div class="idbar-head"><span class="idbar-name">{html.escape(name)}</span>'
-            f'<span class="idbar-thr-note">{html.escape(note)}</span></div>'
+            f'<span class="idbar-thr-note" title="{html.escape(source)}">{html.escape(note)}'
+            f'{" ⓘ" if source else ""}</span></div>'
         )
         words = verdict(entry)
         if words:
@@ -123,8 +124,10 @@ def identity_bars_html(scores: dict | None, message: str | None = None) -> str:
         parts.append("</div>")
     unavailable = (scores or {}).get("unavailable", {})
     for name, reason in unavailable.items():
+        short = reason.split(";")[0].strip()
         parts.append(
-            f'<div class="idbar-unavail">{html.escape(name)}: not available here ({html.escape(reason)})</div>'
+            f'<div class="idbar-unavail" title="{html.escape(reason)}">{html.escape(name)}: not available '
+            f'here ({html.escape(short)})</div>'
         )
     if recognizers:
         parts.append(

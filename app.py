@@ -1,0 +1,207 @@
+"""idface demo: paint a face mask, pick a style face and an identity face, see the generated face
+beside them with live identity bars. Layout and wiring only; the logic lives in idface.ui.
+
+Run: `make run` (or `python app.py`); port from GRADIO_SERVER_PORT or PORT (default 7860).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from idface.labels import CLASS_NAMES, DISPLAY_NAMES  # noqa: E402
+from idface.ui.bars import IDENTITY_COLOR, STYLE_COLOR, identity_bars_html  # noqa: E402
+from idface.ui.canvas import mask_editor  # noqa: E402
+from idface.ui.engine import Engine, display_token_names  # noqa: E402
+from idface.ui.handlers import Handlers, example_faces, example_masks  # noqa: E402
+
+TITLE = "idface · identity-aware face synthesis"
+INTRO = (
+    "Paint a face **mask** (which part of the picture is hair, skin, eyes, ...), pick a **style face** "
+    "(how each part looks) and an **identity face** (who face recognition should see). The generator "
+    "paints a new, synthetic face; the bars show what face-recognition systems think it is. "
+    "Based on Tarollo et al., *Adversarial Identity Injection for Semantic Face Image Synthesis* "
+    "(CVPR 2024 Workshops). Uploaded photos are used only for this session and never stored."
+)
+CSS = f"""
+.face-style img {{ border: 3px solid {STYLE_COLOR}; border-radius: 6px; }}
+.face-identity img {{ border: 3px solid {IDENTITY_COLOR}; border-radius: 6px; }}
+.step-title {{ margin-bottom: 0 !important; }}
+#status {{ min-height: 1.5em; }}
+footer {{ display: none !important; }}
+"""
+MAX_QUEUE = int(os.environ.get("IDFACE_MAX_QUEUE", "32"))
+CONCURRENCY = int(os.environ.get("IDFACE_CONCURRENCY", "1"))
+THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="orange")
+
+
+def pick_example(evt: gr.SelectData):
+    """Gallery click -> that example photo into the face input."""
+    return example_faces()[evt.index]
+
+
+def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
+    """The main panel: faces | mask | result."""
+    h = Handlers(engine)
+    faces = example_faces()
+    generated_kw = dict(height=190, min_width=110, format="png", interactive=False, buttons=["fullscreen"])
+
+    style_state = gr.State(None)
+    identity_state = gr.State(None)
+    last_gen = gr.State(None)
+
+    with gr.Row(equal_height=False):
+        # ---- 1. faces ----
+        with gr.Column(scale=3, min_width=260):
+            gr.Markdown("### 1 · Faces", elem_classes="step-title")
+            style_in = gr.Image(
+                label="Style face: how each part looks", type="numpy", height=200,
+                sources=["upload", "webcam", "clipboard"], value=faces[0] if faces else None,
+                buttons=[], elem_classes="face-style", elem_id="style_in",
+            )
+            style_msg = gr.Markdown(elem_classes="face-msg")
+            style_examples = gr.Gallery(faces, label="Examples: click to use as style face", columns=6, rows=1,
+                                        height="auto", allow_preview=False, object_fit="cover", buttons=[], elem_classes="face-examples")
+            identity_in = gr.Image(
+                label="Identity face: who recognizers should see", type="numpy", height=200,
+                sources=["upload", "webcam", "clipboard"], value=faces[-1] if len(faces) > 1 else None,
+                buttons=[], elem_classes="face-identity", elem_id="identity_in",
+            )
+            identity_msg = gr.Markdown(elem_classes="face-msg")
+            identity_examples = gr.Gallery(faces, label="Examples: click to use as identity face", columns=6, rows=1,
+                                           height="auto", allow_preview=False, object_fit="cover", buttons=[], elem_classes="face-examples")
+
+        # ---- 2. mask ----
+        with gr.Column(scale=4, min_width=340):
+            gr.Markdown("### 2 · Mask", elem_classes="step-title")
+            gr.Markdown("Pick a part, then paint on the mask. The face updates after each stroke.")
+            editor = mask_editor(elem_id="mask_editor")
+            with gr.Row():
+                from_style = gr.Button("Mask of the style face", size="sm")
+                from_identity = gr.Button("Mask of the identity face", size="sm")
+            with gr.Row():
+                masks = example_masks()
+                example_mask = gr.Dropdown(list(masks), label="Example mask", value=None,
+                                           scale=2, min_width=140)
+                mask_upload = gr.UploadButton("Upload mask PNG", file_types=["image"], size="sm",
+                                              scale=1, min_width=120)
+            follow = gr.Checkbox(True, label="Load the new style face's mask when the style face changes")
+
+        # ---- 3. result ----
+        with gr.Column(scale=5, min_width=380):
+            gr.Markdown("### 3 · Result", elem_classes="step-title")
+            status = gr.Markdown(elem_id="status")
+            with gr.Row(equal_height=True):
+                style_crop = gr.Image(label="Style face", elem_classes="face-style", **generated_kw)
+                identity_crop = gr.Image(label="Identity face", elem_classes="face-identity", **generated_kw)
+                generated = gr.Image(label="Generated", elem_id="generated", **generated_kw)
+            bars = gr.HTML(identity_bars_html(None), elem_id="identity_bars")
+            with gr.Row(equal_height=True):
+                mask_pic = gr.Image(label="Mask used", elem_id="mask_used", **generated_kw)
+                attention_pic = gr.Image(label="Attention map", **generated_kw)
+            token = gr.Dropdown(display_token_names(), value="identity", label="Attention map of token")
+            download = gr.DownloadButton("Download PNG (marked synthetic)", value=None, size="sm")
+
+    # ---- controls from the paper ----
+    with gr.Accordion("Controls: style source per part, identity token", open=True):
+        with gr.Row():
+            identity_source = gr.Radio(
+                [("Identity face", "identity"), ("Style face", "style"), ("None", "none")],
+                value="identity", label="Identity token from",
+                info="The recognition embedding the generator gets as its extra token.",
+            )
+            class_choices = [(DISPLAY_NAMES[k], CLASS_NAMES[k]) for k in range(1, len(CLASS_NAMES))]
+            take_from_identity = gr.CheckboxGroup(
+                class_choices, value=[], label="Parts styled like the identity face",
+                info="Unticked parts take their look from the style face.", scale=2,
+            )
+
+    # ---- wiring ----
+    heavy = dict(concurrency_limit=CONCURRENCY, concurrency_id="model")
+    gen_inputs = [editor, style_state, identity_state, identity_source, take_from_identity, token]
+    gen_outputs = [generated, mask_pic, attention_pic, bars, download, status, last_gen]
+
+    def regenerate_after(event):
+        return event.then(h.regenerate, gen_inputs, gen_outputs, show_progress_on=[generated],
+                          api_visibility="private", **heavy)
+
+    style_prepared = style_in.change(
+        lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],
+        show_progress_on=[style_crop], api_visibility="private", **heavy,
+    ).then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
+    regenerate_after(style_prepared)
+    # first visit: prepare the pre-filled example faces, take the style face's mask, generate
+    regenerate_after(
+        demo.load(lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],
+                  api_visibility="private", **heavy)
+        .then(lambda img: h.prepare_face(img, "identity face"), identity_in,
+              [identity_state, identity_msg, identity_crop], api_visibility="private", **heavy)
+        .then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
+    )
+    regenerate_after(identity_in.change(
+        lambda img: h.prepare_face(img, "identity face"), identity_in, [identity_state, identity_msg, identity_crop],
+        show_progress_on=[identity_crop], api_visibility="private", **heavy,
+    ))
+    regenerate_after(from_style.click(lambda f: h.mask_from_face(f, "style face"), style_state, editor,
+                                      api_visibility="private"))
+    regenerate_after(from_identity.click(lambda f: h.mask_from_face(f, "identity face"), identity_state, editor,
+                                         api_visibility="private"))
+    regenerate_after(example_mask.input(h.mask_from_example, example_mask, editor, api_visibility="private"))
+    regenerate_after(mask_upload.upload(h.mask_from_file, mask_upload, editor, api_visibility="private"))
+    gr.on(
+        [editor.input, identity_source.change, take_from_identity.change],
+        h.regenerate, gen_inputs, gen_outputs, trigger_mode="always_last",
+        show_progress_on=[generated], api_visibility="private", **heavy,
+    )
+    style_examples.select(pick_example, None, style_in, api_visibility="private")
+    identity_examples.select(pick_example, None, identity_in, api_visibility="private")
+    token.change(h.attention_picture, [last_gen, token], attention_pic, api_visibility="private")
+
+    # ---- API: /generate with plain files (hidden in the page) ----
+    with gr.Column(visible=False):
+        api_mask = gr.File(label="mask (index or colour PNG)", file_types=["image"])
+        api_style = gr.File(label="style face photo", file_types=["image"])
+        api_identity = gr.File(label="identity face photo", file_types=["image"])
+        api_identity_source = gr.Radio(["identity", "style", "none"], value="identity", label="identity token from")
+        api_from_identity = gr.Textbox("", label="parts styled like the identity face (comma-separated class names)")
+        api_image = gr.File(label="generated PNG (synthetic metadata)")
+        api_scores = gr.JSON(label="scores per recognizer")
+        api_button = gr.Button("generate")
+    api_button.click(
+        h.api_generate,
+        [api_mask, api_style, api_identity, api_identity_source, api_from_identity],
+        [api_image, api_scores], api_name="generate", **heavy,
+    )
+
+
+def build_demo(engine: Engine | None = None) -> gr.Blocks:
+    engine = engine or Engine(checkpoint=os.environ.get("IDFACE_CHECKPOINT") or None)
+    with gr.Blocks(title="idface", delete_cache=(300, 900), analytics_enabled=False) as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        if engine.generator_ready:
+            gr.Markdown(f"**Checkpoint:** `{engine.checkpoint_label}`", elem_id="checkpoint")
+        else:
+            gr.Markdown(f"**Checkpoint:** none. {engine.generator_help}", elem_id="checkpoint")
+        with gr.Tabs():
+            with gr.Tab("Synthesize", id="synthesize"):
+                synthesis_tab(demo, engine)
+            # More panels go here as tabs, each built by a function in idface/ui/ taking the
+            # engine (e.g. the Conceal panel of issue 6: `with gr.Tab("Conceal"): conceal_tab(engine)`).
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
+    return demo
+
+
+LAUNCH_KWARGS = dict(theme=THEME, css=CSS, footer_links=["api"])
+
+
+def main() -> None:
+    port = int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860)
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    build_demo().launch(server_name=host, server_port=port, show_error=True, **LAUNCH_KWARGS)
+
+
+if __name__ == "__main__":
+    main()

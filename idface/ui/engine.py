@@ -1,0 +1,285 @@
+"""One object behind the app, its API and `python -m idface generate`: prepare faces, generate,
+score. Everything the three entry points show comes from here, so they agree.
+
+Faces are prepared once per upload (detect, align to the generator frame, parse, embed with every
+available recognizer, encode style codes) and then reused for every stroke, so a stroke costs one
+generator pass plus one embedding of the output per recognizer.
+
+Without a generator checkpoint the engine still prepares and compares faces; `generate` then
+raises UnavailableError with `generator_help` as the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from idface.errors import IdfaceError, InputError, UnavailableError, WeightsNotFoundError
+from idface.images import load_image, load_mask
+from idface.labels import CLASS_NAMES, DISPLAY_NAMES, NUM_CLASSES, validate_label_map
+
+log = logging.getLogger(__name__)
+
+# The editor and the display work in the faces package's generator frame (256 x 256).
+FRAME_SIZE = 256
+IDENTITY_SOURCES = ("identity", "style", "none")
+IDENTITY_TOKEN = "identity"  # attention-map name of the identity token (idface.pipeline.TOKEN_NAMES)
+# fp32 by default; IDFACE_PRECISION=bf16 halves generator time on CPUs with AVX-512 bf16.
+PRECISION = os.environ.get("IDFACE_PRECISION", "fp32")
+
+GET_CHECKPOINT_HELP = (
+    "No generator checkpoint was found: put one in weights/idface-demo/ (or pass --checkpoint "
+    "DIR_OR_REPO / set IDFACE_CHECKPOINT), or train one with `python -m idface train`; "
+    "mask editing, parsing and the identity comparison work without it."
+)
+
+
+@dataclass
+class PreparedFace:
+    """A detected, aligned, parsed and embedded face. Lives only in the visitor's session."""
+
+    aligned: np.ndarray                       # [S, S, 3] uint8 in the generator frame
+    label_map: np.ndarray                     # [S, S] uint8 parsed classes
+    message: str                              # what happened (several faces: which one was used)
+    faces_found: int
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # recognizer -> [D] of `aligned`
+
+
+@dataclass
+class Generation:
+    image: np.ndarray                         # [H, W, 3] uint8 at the generator's resolution
+    scores: dict                              # see score_faces
+    attention: dict[str, np.ndarray]          # token name -> [h, w] map (may be empty)
+    settings: dict                            # what made it (for the PNG metadata)
+    seconds: float
+
+
+def to_frame_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 [H, W, 3] -> float [1, 3, H, W] in [0, 1]."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def parse_class_sources(value: Any) -> dict[int, str]:
+    """{class: 'style'|'identity'} from a dict, or from a list of class names taken from the identity
+    face (the app's checkbox group and the CLI's --from-identity hair,skin)."""
+    from idface.labels import class_index
+
+    if value is None or value == "" or value == []:
+        return {}
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if isinstance(value, dict):
+        out = {}
+        for key, src in value.items():
+            k = key if isinstance(key, int) else class_index(str(key))
+            if src not in ("style", "identity"):
+                raise InputError(f"the style source of {CLASS_NAMES[k]} must be 'style' or 'identity', not {src!r}")
+            out[k] = src
+        return out
+    return {class_index(str(name)): "identity" for name in value}
+
+
+class Engine:
+    """Faces, recognizers and (when a checkpoint exists) the generator, on the CPU by default."""
+
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu", load_generator: bool = True):
+        self.device = torch.device(device)
+        self.pipeline = None
+        self.checkpoint_label = "none"
+        self.generator_help = GET_CHECKPOINT_HELP
+        self._lock = threading.Lock()  # one generator/recognizer pass at a time per process
+        self._recognizers: dict[str, Any] | None = None
+        self._unavailable: dict[str, str] = {}
+        if load_generator:
+            self._load_pipeline(checkpoint)
+
+    # ---- generator ----
+    def _load_pipeline(self, checkpoint: str | None) -> None:
+        try:
+            from idface.pipeline import IdFacePipeline
+        except ImportError as err:  # the model package is not part of this install
+            self.generator_help = f"The generator code could not be imported ({err}); {GET_CHECKPOINT_HELP}"
+            return
+        try:
+            self.pipeline = IdFacePipeline.from_pretrained(checkpoint, precision=PRECISION)
+        except WeightsNotFoundError as err:
+            if checkpoint or os.environ.get("IDFACE_CHECKPOINT"):
+                raise  # a checkpoint was named: not finding it is an error, not a fallback
+            log.info("no generator checkpoint: %s", err)
+            return
+        source = getattr(self.pipeline, "source", None)
+        self.checkpoint_label = source.describe() if source is not None else str(checkpoint)
+
+    @property
+    def generator_ready(self) -> bool:
+        return self.pipeline is not None
+
+    @property
+    def image_size(self) -> int:
+        return int(self.pipeline.image_size) if self.pipeline is not None else FRAME_SIZE
+
+    # ---- recognizers ----
+    def recognizers(self) -> dict[str, Any]:
+        if self._recognizers is None:
+            from idface.identity.registry import available_recognizers, get_recognizer, recognizer_status
+
+            self._recognizers = {}
+            for name in available_recognizers():
+                try:
+                    self._recognizers[name] = get_recognizer(name)
+                except IdfaceError as err:
+                    self._unavailable[name] = str(err)
+            for name, reason in recognizer_status().items():
+                if reason and name not in self._recognizers:
+                    self._unavailable[name] = reason
+        return self._recognizers
+
+    def unavailable_recognizers(self) -> dict[str, str]:
+        self.recognizers()
+        return dict(self._unavailable)
+
+    def _embed_frames(self, images: list[np.ndarray]) -> dict[str, list]:
+        """Every recognizer's embedding of images in the generator frame (any size)."""
+        batch = torch.cat([to_frame_tensor(img) for img in images]).to(self.device)
+        out = {}
+        with torch.no_grad():
+            for name, rec in self.recognizers().items():
+                emb = rec.embed_frame(batch).float().cpu().numpy()  # [B, D]
+                out[name] = [emb[i] for i in range(len(images))]
+        return out
+
+    # ---- faces ----
+    def prepare(self, photo: Any, what: str = "face") -> PreparedFace:
+        """Photo (path, bytes, array) -> PreparedFace. Raises NoFaceError / InputError."""
+        try:
+            from idface.faces import prepare_face
+        except ImportError as err:
+            raise UnavailableError(f"face detection is not available here ({err})") from None
+
+        rgb = load_image(photo, what)
+        with self._lock:
+            try:
+                aligned = prepare_face(rgb)
+            except ImportError as err:  # a face model package missing from this install
+                raise UnavailableError(f"face parsing is not available here ({err})") from None
+            face = PreparedFace(
+                aligned=np.asarray(aligned.image, dtype=np.uint8),
+                label_map=validate_label_map(aligned.label_map),
+                message=str(aligned.message or ""),
+                faces_found=int(aligned.faces_found),
+            )
+            for name, (emb,) in self._embed_frames([face.aligned]).items():
+                face.embeddings[name] = emb
+        return face
+
+    # ---- scores ----
+    def score_faces(self, style: PreparedFace | None, identity: PreparedFace | None,
+                    generated: np.ndarray | None = None) -> dict:
+        """Per recognizer: similarity of the generated face to the style face and to the identity
+        face, the style-vs-identity reference, the threshold and the verdicts."""
+        recognizers = self.recognizers()
+        gen_emb = self._embed_frames([generated]) if generated is not None else {}
+        result: dict[str, dict] = {}
+        for name, rec in recognizers.items():
+            entry: dict[str, Any] = {
+                "threshold": float(rec.threshold),
+                "threshold_source": str(getattr(rec, "threshold_source", "") or ""),
+                "higher_is_more_similar": bool(rec.higher_is_more_similar),
+            }
+            if generated is not None:
+                g = gen_emb[name][0]
+                for key, face in (("style", style), ("identity", identity)):
+                    if face is not None:
+                        s = float(rec.score(g, face.embeddings[name]))
+                        entry[f"similarity_to_{key}"] = s
+                        entry[f"same_as_{key}"] = bool(rec.is_same(s))
+            if style is not None and identity is not None:
+                s = float(rec.score(style.embeddings[name], identity.embeddings[name]))
+                entry["style_vs_identity"] = s
+                entry["style_same_as_identity"] = bool(rec.is_same(s))
+            from idface.ui.bars import verdict
+
+            if generated is not None:
+                entry["verdict"] = verdict(entry)
+            result[name] = entry
+        return {"recognizers": result, "unavailable": self.unavailable_recognizers()}
+
+    # ---- generation ----
+    def generate(
+        self,
+        label_map: np.ndarray,
+        style: PreparedFace,
+        identity: PreparedFace | None,
+        identity_source: str = "identity",
+        class_sources: Any = None,
+    ) -> Generation:
+        """One generator pass + scores. label_map: [S, S] uint8 in the generator frame."""
+        if self.pipeline is None:
+            raise UnavailableError(self.generator_help)
+        if identity_source not in IDENTITY_SOURCES:
+            raise InputError(f"identity token source must be one of {', '.join(IDENTITY_SOURCES)}; got {identity_source!r}")
+        lm = validate_label_map(label_map)
+        sources = parse_class_sources(class_sources)
+        if identity is None and (identity_source == "identity" or "identity" in sources.values()):
+            raise InputError("an identity face is needed for the identity token or the classes taken from it")
+        start = time.perf_counter()
+        with self._lock:
+            image, attention = self._run_pipeline(lm, style, identity, identity_source, sources)
+        scores = self.score_faces(style, identity, image)
+        settings = {
+            "identity_token": identity_source,
+            "classes_from_identity_face": [CLASS_NAMES[k] for k, v in sorted(sources.items()) if v == "identity"],
+            "mask_classes": [CLASS_NAMES[k] for k in np.unique(lm)],
+            "image_size": int(image.shape[0]),
+        }
+        return Generation(image, scores, attention, settings, time.perf_counter() - start)
+
+    def _run_pipeline(self, lm, style, identity, identity_source, sources):
+        """The generator pass. Style codes, identity tokens and the folded context are cached by the
+        pipeline (content hashes), so after the first call only the generator runs."""
+        pipe = self.pipeline
+        token_face = {"identity": identity, "style": style, "none": None}[identity_source]
+        embedding = None
+        if token_face is not None:
+            recognizer = pipe.config.identity_recognizer
+            embedding = token_face.embeddings.get(recognizer)
+            if embedding is None:
+                reason = self.unavailable_recognizers().get(recognizer, "not loaded")
+                raise UnavailableError(
+                    f"this checkpoint's identity token needs the {recognizer} recognizer, which is not "
+                    f"available here ({reason}); choose 'None' for the identity token"
+                )
+        class_sources = {k: (identity.aligned, identity.label_map) for k, src in sources.items() if src == "identity"}
+        result = pipe(lm, style=(style.aligned, style.label_map), identity_embedding=embedding,
+                      class_sources=class_sources or None)
+        return np.asarray(result.image, dtype=np.uint8), dict(result.attention)
+
+
+def generate_from_photos(
+    engine: Engine,
+    mask: Any,
+    style_photo: Any,
+    identity_photo: Any,
+    identity_source: str = "identity",
+    class_sources: Any = None,
+) -> tuple[Generation, PreparedFace, PreparedFace]:
+    """The /generate API and `python -m idface generate`: unaligned photos + a mask image (index or
+    colour PNG, any size: resized with nearest neighbour to the generator frame)."""
+    label_map = load_mask(mask, size=FRAME_SIZE) if not isinstance(mask, np.ndarray) or mask.ndim != 2 else validate_label_map(mask)
+    if label_map.shape != (FRAME_SIZE, FRAME_SIZE):
+        label_map = load_mask(label_map, size=FRAME_SIZE)
+    style = engine.prepare(style_photo, "style face")
+    identity = engine.prepare(identity_photo, "identity face")
+    return engine.generate(label_map, style, identity, identity_source, class_sources), style, identity
+
+
+def display_token_names() -> list[tuple[str, str]]:
+    """(label, value) pairs for the attention-token picker."""
+    return [("Identity token", IDENTITY_TOKEN)] + [(DISPLAY_NAMES[k], CLASS_NAMES[k]) for k in range(1, NUM_CLASSES)]
