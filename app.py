@@ -16,7 +16,9 @@ from idface.labels import CLASS_NAMES, DISPLAY_NAMES  # noqa: E402
 from idface.ui.bars import IDENTITY_COLOR, STYLE_COLOR, identity_bars_html  # noqa: E402
 from idface.ui.canvas import mask_editor  # noqa: E402
 from idface.ui.engine import Engine, display_token_names  # noqa: E402
-from idface.ui.handlers import Handlers, example_faces, example_masks  # noqa: E402
+from idface.ui.handlers import (  # noqa: E402
+    EXAMPLE_STRIP_CSS, EXAMPLE_STRIP_JS, Handlers, example_faces, example_masks, example_strip_html,
+)
 
 TITLE = "idface · identity-aware face synthesis"
 INTRO = (
@@ -31,6 +33,7 @@ CSS = f"""
 .face-identity img {{ border: 3px solid {IDENTITY_COLOR}; border-radius: 6px; }}
 .step-title {{ margin-bottom: 0 !important; }}
 #status {{ min-height: 1.5em; }}
+.ex-title p {{ margin: 0 !important; font-size: 13px; }}
 footer {{ display: none !important; }}
 """
 MAX_QUEUE = int(os.environ.get("IDFACE_MAX_QUEUE", "32"))
@@ -38,9 +41,14 @@ CONCURRENCY = int(os.environ.get("IDFACE_CONCURRENCY", "1"))
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="orange")
 
 
-def pick_example(evt: gr.SelectData):
-    """Gallery click -> that example photo into the face input."""
-    return example_faces()[evt.index]
+def example_strip(faces: list[str], elem_id: str) -> gr.HTML:
+    return gr.HTML(example_strip_html(faces), css_template=EXAMPLE_STRIP_CSS, js_on_load=EXAMPLE_STRIP_JS,
+                   apply_default_css=False, elem_id=elem_id)
+
+
+def pick_example(evt: gr.EventData):
+    """Thumbnail click -> that example photo into the face input."""
+    return example_faces()[int(evt.index)]
 
 
 def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
@@ -63,16 +71,16 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
                 buttons=[], elem_classes="face-style", elem_id="style_in",
             )
             style_msg = gr.Markdown(elem_classes="face-msg")
-            style_examples = gr.Gallery(faces, label="Examples: click to use as style face", columns=6, rows=1,
-                                        height="auto", allow_preview=False, object_fit="cover", buttons=[], elem_classes="face-examples")
+            gr.Markdown("Examples (click one):", elem_classes="ex-title")
+            style_examples = example_strip(faces, "style_examples")
             identity_in = gr.Image(
                 label="Identity face: who recognizers should see", type="numpy", height=200,
                 sources=["upload", "webcam", "clipboard"], value=faces[-1] if len(faces) > 1 else None,
                 buttons=[], elem_classes="face-identity", elem_id="identity_in",
             )
             identity_msg = gr.Markdown(elem_classes="face-msg")
-            identity_examples = gr.Gallery(faces, label="Examples: click to use as identity face", columns=6, rows=1,
-                                           height="auto", allow_preview=False, object_fit="cover", buttons=[], elem_classes="face-examples")
+            gr.Markdown("Examples (click one):", elem_classes="ex-title")
+            identity_examples = example_strip(faces, "identity_examples")
 
         # ---- 2. mask ----
         with gr.Column(scale=4, min_width=340):
@@ -156,8 +164,8 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
         h.regenerate, gen_inputs, gen_outputs, trigger_mode="always_last",
         show_progress_on=[generated], api_visibility="private", **heavy,
     )
-    style_examples.select(pick_example, None, style_in, api_visibility="private")
-    identity_examples.select(pick_example, None, identity_in, api_visibility="private")
+    style_examples.click(pick_example, None, style_in, api_visibility="private")
+    identity_examples.click(pick_example, None, identity_in, api_visibility="private")
     token.change(h.attention_picture, [last_gen, token], attention_pic, api_visibility="private")
 
     # ---- API: /generate with plain files (hidden in the page) ----

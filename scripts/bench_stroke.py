@@ -54,13 +54,10 @@ def main() -> int:
     if checkpoint is None:
         engine = Engine()
         if not engine.generator_ready:
-            import torch
+            from conftest import make_plumbing_checkpoint
 
-            from idface.model import IdFaceModel
-
-            torch.manual_seed(0)
             checkpoint = tempfile.mkdtemp(prefix="idface-plumbing-")
-            IdFaceModel("tiny").save_pretrained(checkpoint)
+            make_plumbing_checkpoint(checkpoint)
             print(f"no checkpoint found: using a tiny plumbing checkpoint (random weights) in {checkpoint}")
             engine = Engine(checkpoint=checkpoint)
     else:

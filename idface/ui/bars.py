@@ -106,7 +106,7 @@ def identity_bars_html(scores: dict | None, message: str | None = None) -> str:
         parts.append(
             f'<div class="idbar-head"><span class="idbar-name">{html.escape(name)}</span>'
             f'<span class="idbar-thr-note" title="{html.escape(source)}">{html.escape(note)}'
-            f'{" ⓘ" if source else ""}</span></div>'
+            "</span></div>"
         )
         words = verdict(entry)
         if words:

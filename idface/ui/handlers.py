@@ -34,6 +34,36 @@ def example_faces() -> list[str]:
     return sorted(str(p) for p in FACES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
+def example_strip_html(paths: list[str], thumb: int = 72) -> str:
+    """A row of small clickable thumbnails (inline JPEGs of the bundled public-domain photos)."""
+    from PIL import Image
+
+    from idface.ui.outputs import jpeg_data_url
+
+    items = []
+    for i, path in enumerate(paths):
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            side = min(img.size)
+            left, top = (img.width - side) // 2, max(0, (img.height - side) // 4)
+            small = np.asarray(img.crop((left, top, left + side, top + side)).resize((thumb, thumb), Image.LANCZOS))
+        name = Path(path).stem.replace("_", " ")
+        items.append(f'<button type="button" class="ex" data-index="{i}" title="use {name}">'
+                     f'<img src="{jpeg_data_url(small)}" alt="{name}"></button>')
+    return '<div class="ex-strip">' + "".join(items) + "</div>"
+
+
+EXAMPLE_STRIP_CSS = """
+.ex-strip { display: flex; flex-wrap: wrap; gap: 6px; }
+.ex-strip .ex { padding: 0; border: 2px solid transparent; border-radius: 8px; cursor: pointer; background: none; }
+.ex-strip .ex:hover { border-color: var(--color-accent); }
+.ex-strip img { width: 52px; height: 52px; border-radius: 6px; display: block; }
+"""
+EXAMPLE_STRIP_JS = """
+element.querySelectorAll('.ex').forEach(b => b.addEventListener('click', () => trigger('click', {index: Number(b.dataset.index)})));
+"""
+
+
 def example_masks() -> dict[str, str]:
     """Display name -> path of the bundled example masks (index PNGs)."""
     out = {}

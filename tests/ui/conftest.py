@@ -21,15 +21,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def plumbing_checkpoint(tmp_path_factory) -> Path:
+def make_plumbing_checkpoint(folder) -> None:
+    """A random "tiny" model. Zero-initialised layers (the attention output projections) get small
+    noise, so the output depends on the style codes and identity token as a trained model's does."""
     import torch
 
     from idface.model import IdFaceModel
 
     torch.manual_seed(0)
+    model = IdFaceModel("tiny")
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 1 and not p.any():
+                p.normal_(0.0, 0.2)
+    model.save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def plumbing_checkpoint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("plumbing_checkpoint")
-    IdFaceModel("tiny").save_pretrained(folder)
+    make_plumbing_checkpoint(folder)
     return folder
 
 

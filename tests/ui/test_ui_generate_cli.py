@@ -1,0 +1,44 @@
+"""`python -m idface generate`: same function and the same scores as the app's /generate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from idface.cli import main
+from idface.ui.outputs import read_png_metadata
+
+MASKS = Path(__file__).resolve().parents[2] / "assets" / "masks"
+
+
+def test_generate_cli_json_plumbing_checkpoint(plumbing_checkpoint, plumbing_engine, faces_dir, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code = main(["generate", "--mask", str(MASKS / "drawn_face_color.png"), "--style", str(faces_dir / "obama.jpg"),
+                 "--identity", str(faces_dir / "biden.jpg"), "--out", str(out),
+                 "--checkpoint", str(plumbing_checkpoint), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert Image.open(out).size == (plumbing_engine.image_size,) * 2
+    assert read_png_metadata(out)["idface:synthetic"] == "true"
+    assert set(report["recognizers"]) == set(plumbing_engine.recognizers())
+    for e in report["recognizers"].values():
+        assert {"similarity_to_style", "similarity_to_identity", "threshold", "same_as_style",
+                "same_as_identity", "verdict"} <= set(e)
+    # the same pipeline function as /generate gives the same numbers
+    from idface.ui.engine import generate_from_photos
+
+    gen, _, _ = generate_from_photos(plumbing_engine, MASKS / "drawn_face_color.png", faces_dir / "obama.jpg",
+                                     faces_dir / "biden.jpg")
+    for name, e in gen.scores["recognizers"].items():
+        assert abs(e["similarity_to_identity"] - report["recognizers"][name]["similarity_to_identity"]) < 1e-4
+
+
+def test_generate_cli_bad_input_is_one_line(plumbing_checkpoint, faces_dir, tmp_path, capsys):
+    code = main(["generate", "--mask", str(tmp_path / "nope.png"), "--style", str(faces_dir / "obama.jpg"),
+                 "--identity", str(faces_dir / "biden.jpg"), "--out", str(tmp_path / "o.png"),
+                 "--checkpoint", str(plumbing_checkpoint)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and "does not exist" in err and "Traceback" not in err

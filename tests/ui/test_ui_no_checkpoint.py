@@ -1,0 +1,52 @@
+"""Without any generator checkpoint the app still starts, says how to get one, and everything that
+does not need the generator works: faces, their masks, the identity comparison."""
+
+from __future__ import annotations
+
+import pytest
+
+from idface.ui.engine import Engine
+from idface.ui.handlers import Handlers
+from idface.ui.maskcodec import decode_label_map
+
+
+@pytest.fixture(scope="module")
+def handlers():
+    return Handlers(Engine(load_generator=False))
+
+
+def test_app_builds_and_explains_how_to_get_a_checkpoint(handlers):
+    import app
+
+    demo = app.build_demo(handlers.engine)
+    assert demo is not None
+    assert not handlers.engine.generator_ready
+    assert "checkpoint" in handlers.engine.generator_help and "python -m idface train" in handlers.engine.generator_help
+
+
+def test_faces_masks_and_identity_comparison_work_without_generator(handlers, faces_dir):
+    style, msg, crop = handlers.prepare_face(str(faces_dir / "obama.jpg"), "style face")
+    identity, _, _ = handlers.prepare_face(str(faces_dir / "obama2.jpg"), "identity face")
+    assert style is not None and crop.shape == (256, 256, 3)
+    update = handlers.mask_from_face(style, "style face")
+    lm = decode_label_map(update["value"])
+    assert lm.shape == (256, 256) and {1, 13}.issubset(set(lm.flatten().tolist()))  # skin and hair
+    out = handlers.regenerate(update["value"], style, identity, "identity", [], "identity")
+    generated, mask_pic, _, bars, download, status, _ = out
+    assert generated is None and download is None
+    assert status == handlers.engine.generator_help
+    assert mask_pic.shape == (256, 256, 3)
+    assert "same person" in bars  # the reference comparison of the two uploaded faces
+    for name in handlers.engine.recognizers():
+        assert name in bars
+
+
+def test_no_face_is_a_message_not_a_crash(handlers, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    flat = tmp_path / "wall.png"
+    Image.fromarray(np.full((300, 300, 3), 90, np.uint8)).save(flat)
+    state, msg, crop = handlers.prepare_face(str(flat), "style face")
+    assert state is None and crop is None
+    assert msg.startswith("**Problem:**") and "face" in msg
