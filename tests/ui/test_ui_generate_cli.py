@@ -32,7 +32,7 @@ def test_generate_cli_json_plumbing_checkpoint(plumbing_checkpoint, plumbing_eng
     gen, _, _ = generate_from_photos(plumbing_engine, MASKS / "drawn_face_color.png", faces_dir / "obama.jpg",
                                      faces_dir / "biden.jpg")
     for name, e in gen.scores["recognizers"].items():
-        assert abs(e["similarity_to_identity"] - report["recognizers"][name]["similarity_to_identity"]) < 1e-4
+        assert abs(e["similarity_to_identity"] - report["recognizers"][name]["similarity_to_identity"]) < 1e-2  # uint8 rounding
 
 
 def test_generate_cli_bad_input_is_one_line(plumbing_checkpoint, faces_dir, tmp_path, capsys):
