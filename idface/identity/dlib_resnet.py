@@ -234,7 +234,7 @@ def _slice_alias(params: np.ndarray, shape: tuple[int, ...], offset: int, reader
 
 
 def _read_con(r: _DatReader, version: str) -> DlibLayer:
-    if version not in ("con_4", "con_5"):
+    if version not in ("con_4", "con_5", "con_6"):
         raise r.fail(f"unsupported convolution format {version!r}")
     params = r.tensor()
     attrs: dict[str, Any] = {
@@ -252,7 +252,8 @@ def _read_con(r: _DatReader, version: str) -> DlibLayer:
     attrs["weight_decay_multiplier"] = r.real()
     attrs["bias_learning_rate_multiplier"] = r.real()
     attrs["bias_weight_decay_multiplier"] = r.real()
-    attrs["use_bias"] = r.boolean() if version == "con_5" else True
+    attrs["use_bias"] = r.boolean() if version in ("con_5", "con_6") else True
+    attrs["use_relu"] = r.boolean() if version == "con_6" else False  # relu fused into the conv
     weight = _slice_alias(params, filters, 0, r)  # [out, in, nr, nc]
     tensors = {"weight": weight}
     if attrs["use_bias"]:
@@ -504,7 +505,7 @@ class DlibResNet(nn.Module):
         return (chips * 255.0 - self.pixel_mean[:, None, None]) / 256.0
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
-        if chips.ndim != 4 or chips.shape[1] != 3:
+        if chips.ndim != 4 or tuple(chips.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"DlibResNet expects chips [B, 3, {INPUT_SIZE}, {INPUT_SIZE}], got {list(chips.shape)}")
         x = self.normalize(chips.to(self.pixel_mean.dtype))  # [B, 3, 150, 150]
         x = F.relu(self.affine(self.conv(x)))  # [B, 32, 72, 72]
@@ -544,7 +545,7 @@ def state_dict_from_dat(net: DlibNetFile) -> dict[str, torch.Tensor]:
 
     def conv(prefix: str, in_ch: int, out_ch: int, size: int, stride: int, padding: int) -> None:
         layer = expect("con", num_filters=out_ch, nr=size, nc=size, stride_y=stride, stride_x=stride,
-                       padding_y=padding, padding_x=padding)
+                       padding_y=padding, padding_x=padding, use_bias=True, use_relu=False)
         weight = layer.tensors["weight"]
         if weight.shape != (out_ch, in_ch, size, size):
             raise fail(f"conv weight {weight.shape}, expected {(out_ch, in_ch, size, size)}")

@@ -62,6 +62,7 @@ def model(cache):
     return dr.load_dlib_resnet(cache=cache)
 
 
+@pytest.mark.slow
 def test_descriptors_match_dlib_on_six_photos(model, reference):
     chips, expected = reference
     batch = dr.chips_from_uint8(np.stack([chips[n] for n in PHOTOS]))  # [6, 3, 150, 150]
@@ -76,6 +77,7 @@ def test_descriptors_match_dlib_on_six_photos(model, reference):
     assert np.abs(single - ours[2]).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_float64_model_also_matches(cache, reference):
     chips, expected = reference
     model64 = dr.load_dlib_resnet(dtype=torch.float64, cache=cache)
@@ -87,6 +89,7 @@ def test_float64_model_also_matches(cache, reference):
         assert np.abs(ours[i] - expected[name]).max() <= 1e-4, name
 
 
+@pytest.mark.slow
 def test_same_person_verdicts(model, reference):
     chips, _ = reference
     with torch.no_grad():
@@ -107,6 +110,7 @@ def test_same_person_verdicts(model, reference):
     assert dist("astronaut.png", "grace_hopper.jpg") > dr.SAME_PERSON_DISTANCE
 
 
+@pytest.mark.slow
 def test_gradients_reach_the_input(reference, tmp_path):
     chips, _ = reference
     model = dr.load_dlib_resnet(dtype=torch.float64, cache=tmp_path)
@@ -224,6 +228,7 @@ def test_model_path_lookup():
         dr.dlib_model_path("no_such_model.dat")
 
 
+@pytest.mark.slow
 def test_loading_imports_neither_dlib_nor_face_recognition_models(tmp_path):
     code = (
         "import sys, idface.identity.dlib_resnet as dr, torch\n"
