@@ -377,11 +377,12 @@ def read_dlib_dat(path: str | os.PathLike) -> DlibNetFile:
     # wrapper versions, output -> input, until the input layer's name
     wrappers: list[int] = []
     while True:
+        start = r.pos
         version = r.integer()
         if version == 3:  # add_layer<LAYER, INPUT_LAYER>: the input layer follows
             break
         if version not in (1, 2):
-            r.pos -= 2
+            r.pos = start
             raise r.fail(f"unexpected layer wrapper version {version}")
         wrappers.append(version)
         if len(wrappers) > 10_000:
