@@ -71,10 +71,10 @@ def prepare_face(source: ImageSource, size: int = 256, parse: bool = True, detec
     rgb, det = locate_face(source, detector)
     face = det.chosen
     image, transform = align_face(rgb, face.landmarks, "generator", size, dlib5=face.dlib5)
-    label_map, method, missing = None, "", ()
-    if parse:
-        from idface.faces.parse import parse_aligned
+    if not parse:
+        return AlignedFace(image, None, transform, det.count, det.message, face)
+    from idface.faces.parse import parse_aligned
 
-        result = parse_aligned(rgb, face, size=size, parser=parser)
-        label_map, method, missing = result.label_map, result.method, result.missing_classes
-    return AlignedFace(image, label_map, transform, det.count, det.message, face, method, missing)
+    result = parse_aligned(rgb, face, size=size, parser=parser)
+    return AlignedFace(image, result.label_map, transform, det.count, det.message, face, result.method,
+                       result.missing_classes)

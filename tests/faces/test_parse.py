@@ -1,0 +1,118 @@
+"""Parsing into the 19 CelebAMask-HQ classes: the landmark parser on real photos, the facexlib
+BiSeNet label remap, the registry's choice and its honest reports."""
+
+import numpy as np
+import pytest
+import torch
+
+from idface.errors import InputError, UnavailableError
+from idface.faces import prepare_face
+from idface.faces.align import get_template
+from idface.faces.parse import (
+    LANDMARK_PARSER_CANNOT_PRODUCE, NetworkParser, init_parsing_model, parse_frame,
+)
+from idface.labels import BISENET_TO_CELEBAMASK, CLASS_INDEX, CLASS_NAMES
+
+PHOTOS = ["astronaut.png", "grace_hopper.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
+BISENET_ORDER = ["background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
+                 "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat"]
+
+
+@pytest.fixture(scope="module")
+def parsed(faces_dir):
+    return {name: prepare_face(faces_dir / name) for name in PHOTOS}
+
+
+def centroid(lm, name):
+    ys, xs = np.nonzero(lm == CLASS_INDEX[name])
+    return np.array([xs.mean(), ys.mean()]) if len(xs) else None
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_landmark_parser_layout_on_real_photos(parsed, name):
+    face = parsed[name]
+    lm = face.label_map
+    assert lm.shape == (256, 256) and lm.dtype == np.uint8 and lm.max() < 19
+    assert face.parse_method == "landmarks"
+    for cls in ["background", "skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "u_lip", "l_lip", "hair"]:
+        assert (lm == CLASS_INDEX[cls]).sum() > 20, f"{name}: no {cls}"
+    for cls in LANDMARK_PARSER_CANNOT_PRODUCE:  # never invented
+        assert not (lm == CLASS_INDEX[cls]).any()
+    tpl = get_template("generator", 256).points
+    left_eye, right_eye = centroid(lm, "l_eye"), centroid(lm, "r_eye")
+    assert np.linalg.norm(left_eye - tpl[0]) < 8 and np.linalg.norm(right_eye - tpl[1]) < 8  # l_* on the image's left
+    assert centroid(lm, "l_brow")[1] < left_eye[1] and centroid(lm, "l_brow")[0] < centroid(lm, "r_brow")[0]
+    nose, upper, lower = centroid(lm, "nose"), centroid(lm, "u_lip"), centroid(lm, "l_lip")
+    assert left_eye[1] < nose[1] < upper[1] < lower[1]
+    skin = lm == CLASS_INDEX["skin"]
+    assert skin.sum() > 0.12 * lm.size  # the face is the largest part of the frame
+    assert centroid(lm, "hair")[1] < centroid(lm, "skin")[1]  # hair sits above the face's centre
+
+
+def test_missing_classes_are_reported(parsed):
+    face = parsed["obama.jpg"]
+    assert set(face.missing_classes) == {"eye_g", "hat", "ear_r", "neck_l"}
+
+
+def test_parse_at_512_and_in_photo_pixels(faces_dir):
+    from idface.faces.parse import parse_photo
+    from idface.images import load_image
+
+    result, aligned = parse_photo(faces_dir / "grace_hopper.jpg", size=512)
+    assert result.label_map.shape == (512, 512) and aligned.image.shape == (512, 512, 3)
+    back, _ = parse_photo(faces_dir / "grace_hopper.jpg", photo_frame=True)
+    photo = load_image(faces_dir / "grace_hopper.jpg")
+    assert back.label_map.shape == photo.shape[:2]
+    # the face's skin lands on the face box of the photo
+    box = aligned.face.box.astype(int)
+    inside = back.label_map[box[1]:box[3], box[0]:box[2]]
+    assert (inside == CLASS_INDEX["skin"]).mean() > 0.4
+
+
+def test_bisenet_remap_table_matches_the_class_names():
+    assert len(BISENET_TO_CELEBAMASK) == len(BISENET_ORDER) == 19
+    for bisenet_index, name in enumerate(BISENET_ORDER):
+        assert CLASS_NAMES[BISENET_TO_CELEBAMASK[bisenet_index]] == name
+
+
+class _FixedLogits(torch.nn.Module):
+    """Stands in for BiSeNet's forward: class i (BiSeNet order) in the i-th horizontal stripe."""
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        stripe = (torch.arange(h) * 19 // h).view(1, 1, h, 1).expand(b, 1, h, w)
+        logits = torch.zeros(b, 19, h, w).scatter_(1, stripe, 1.0)
+        return logits, logits, logits
+
+
+def test_bisenet_parser_is_chosen_when_its_weights_are_local_and_remaps(monkeypatch, tmp_path):
+    from facexlib.parsing.bisenet import BiSeNet
+
+    monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path))
+    torch.save(BiSeNet(num_class=19).state_dict(), tmp_path / "parsing_bisenet.pth")
+    init_parsing_model.cache_clear()
+    try:
+        parser = init_parsing_model("auto")
+        assert isinstance(parser, NetworkParser) and parser.name == "bisenet"
+        random_out = parse_frame(np.full((512, 512, 3), 128, np.uint8)).label_map  # real (random) network runs
+        assert random_out.shape == (512, 512) and random_out.max() < 19
+        parser.model = _FixedLogits()
+        result = parse_frame(np.zeros((512, 512, 3), np.uint8))
+        rows = result.label_map[:, 0]
+        stripes = [int(rows[int((i + 0.5) * 512 / 19)]) for i in range(19)]
+        assert stripes == [int(v) for v in BISENET_TO_CELEBAMASK]
+        assert result.method == "bisenet" and result.missing_classes == ()
+    finally:
+        init_parsing_model.cache_clear()
+
+
+def test_registry_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path))
+    init_parsing_model.cache_clear()
+    with pytest.raises(UnavailableError, match="parsing_parsenet.pth not found"):
+        init_parsing_model("parsenet")
+    with pytest.raises(InputError, match="unknown parser"):
+        init_parsing_model("segformer")
+    with pytest.raises(InputError, match="square RGB uint8"):
+        parse_frame(np.zeros((100, 200, 3), np.uint8))
+    init_parsing_model.cache_clear()
