@@ -1,0 +1,297 @@
+"""`conceal(...)`: one entry point for both goals and the three modes; the CLI, the app panel and
+the benchmark all call it and show the report it returns.
+
+    result = conceal("A.jpg", "B.jpg", goal="impersonate", mode="photo", regions="skin,nose",
+                     attack=["dlib-resnet"])
+    result.image     # the attacked photo (photo mode) or generated face (token / swap), uint8
+    result.original  # what distortion is measured against: photo A, or the unattacked output
+    result.report    # JSON-ready dict, see build_report
+
+Modes: "photo" (perturb photo A inside the chosen regions, no generator), "swap" (the paper's
+identity-token swap, one generator pass), "token" (test-time optimisation of the identity token;
+`regions` then names the class codes optimised with it, none by default).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from idface.conceal.goals import DEFAULT_MARGIN, DODGE, IMPERSONATE, Reference, check_goal
+from idface.conceal.metrics import distortion, psnr
+from idface.conceal.transforms import describe_recompression
+from idface.errors import InputError, UnavailableError
+
+MODES = ("photo", "token", "swap")
+GENERATOR_MODES = ("token", "swap")
+
+
+@dataclass
+class ConcealResult:
+    image: np.ndarray                       # [H, W, 3] uint8
+    original: np.ndarray                    # [H, W, 3] uint8, the unattacked reference
+    report: dict
+    mask: np.ndarray | None = None          # photo mode: [H, W] bool, the pixels allowed to change
+    label_map: np.ndarray | None = None     # photo mode: [H, W] parser classes in the photo's pixels
+    history: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recognizers
+
+
+def select_recognizers(attack: str | list[str] | tuple | None, device: str = "cpu") -> tuple[list, list, dict[str, str]]:
+    """-> (attacked recognizers, other available recognizers (transfer), unavailable name -> reason).
+    `attack` None or empty: every available recognizer."""
+    from idface.identity.registry import RECOGNIZER_NAMES, get_recognizer, recognizer_status
+
+    status = recognizer_status()
+    if isinstance(attack, str):
+        attack = [a.strip() for a in attack.split(",") if a.strip()]
+    names = list(attack or [])
+    for name in names:
+        if name not in RECOGNIZER_NAMES:
+            raise InputError(f"unknown recognizer {name!r}; known: {', '.join(RECOGNIZER_NAMES)}")
+        if status[name] != "available":
+            raise UnavailableError(f"{name} cannot be attacked on this machine: {status[name]}")
+    if not names:
+        names = [n for n, s in status.items() if s == "available"]
+        if not names:
+            raise UnavailableError("no face recognizer is available: " + "; ".join(f"{n}: {s}" for n, s in status.items()))
+    unavailable = {n: s for n, s in status.items() if s != "available"}
+    attacked, transfer = [], []
+    for name in RECOGNIZER_NAMES:
+        if name in unavailable:
+            continue
+        if name in names:
+            attacked.append(get_recognizer(name, device))
+        else:
+            try:
+                transfer.append(get_recognizer(name, device))
+            except (UnavailableError, InputError) as err:
+                unavailable[name] = str(err)
+    return attacked, transfer, unavailable
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _finite(x: float | None, digits: int = 3):
+    if x is None:
+        return None
+    return None if math.isinf(x) else round(float(x), digits)
+
+
+def recognizer_entry(rec, attacked: bool, verified: dict, unattacked: dict) -> dict:
+    raw, rc = verified["raw"], verified["recompressed"]
+    entry = {
+        "attacked": attacked,
+        "metric": rec.metric,
+        "threshold": rec.threshold,
+        "higher_is_more_similar": rec.higher_is_more_similar,
+        "threshold_source": rec.threshold_source,
+    }
+    entry.update({k: v for k, v in raw.items() if k != "success_with_margin"})
+    entry["recompressed"] = {k: v for k, v in rc.items() if k != "success_with_margin"}
+    entry["unattacked"] = {k: v for k, v in unattacked["raw"].items() if k != "success_with_margin"}
+    entry["unattacked"]["recompressed"] = {
+        k: v for k, v in unattacked["recompressed"].items() if k != "success_with_margin"}
+    for block in (entry, entry["recompressed"], entry["unattacked"], entry["unattacked"]["recompressed"]):
+        if block.get("goal_margin") is not None and math.isinf(block["goal_margin"]):
+            block["goal_margin"] = None
+    return entry
+
+
+def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavailable: dict[str, str],
+                 verified: dict, unattacked: dict, original: np.ndarray, image: np.ndarray,
+                 seconds: float, extra: dict) -> dict:
+    recs = {}
+    for rec in attacked + transfer:
+        recs[rec.name] = recognizer_entry(rec, rec in attacked, verified[rec.name], unattacked[rec.name])
+    dist = distortion(original, image)
+    report = {
+        "goal": goal,
+        "mode": mode,
+        "attacked": [r.name for r in attacked],
+        "success": all(recs[r.name]["success"] for r in attacked),
+        "success_after_recompression": all(recs[r.name]["recompressed"]["success"] for r in attacked),
+        "recompression": describe_recompression(),
+        "recognizers": recs,
+        "transfer": {r.name: {"success": recs[r.name]["success"],
+                              "success_after_recompression": recs[r.name]["recompressed"]["success"]}
+                     for r in transfer},
+        "unavailable": unavailable,
+        "psnr": _finite(dist["psnr"]),
+        "ssim": dist["ssim"],
+        "lpips": dist["lpips"],
+        "lpips_note": dist["lpips_note"],
+        "seconds": round(seconds, 2),
+        "image_size": [int(image.shape[1]), int(image.shape[0])],
+        "synthetic": True,
+    }
+    report.update(extra)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Photo mode
+
+
+def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
+                parser: str = "auto") -> ConcealResult:
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings, make_targets, verify_photo
+    from idface.conceal.regions import parse_regions, photo_label_map, region_mask, region_names
+    from idface.conceal.score import embed_photo_array
+    from idface.faces.detect import detect_faces
+    from idface.images import load_image
+
+    start = time.perf_counter()
+    classes = parse_regions(regions)
+    rgb = load_image(photo, "photo")
+    det = detect_faces(rgb)
+    face = det.chosen
+    rgb_b = None if target is None else load_image(target, "target photo")
+    references = {}
+    for rec in attacked + transfer:
+        e_a, _ = embed_photo_array(rec, rgb, detection=det)
+        e_b = None if rgb_b is None else embed_photo_array(rec, rgb_b)[0]
+        references[rec.name] = Reference(e_a, e_b)
+    label_map, parse_method = photo_label_map(rgb, face, parser)
+    mask = region_mask(label_map, classes)
+    if not mask.any():
+        raise InputError(f"the parser found none of the regions {', '.join(region_names(classes))} on this face")
+    s = PhotoAttackSettings(**(settings or {}))
+    targets = make_targets(rgb, face, attacked, references)
+    attack = PhotoAttack(rgb, face, mask, targets, goal, s)
+    result = attack.run(progress)
+    all_targets = targets + make_targets(rgb, face, transfer, references)
+    margin_of = attack._margin
+    verified = verify_photo(result.image, all_targets, goal, margin_of)
+    unattacked = verify_photo(rgb, all_targets, goal, margin_of)
+    changed = np.any(result.image != rgb, axis=-1)
+    extra = {
+        "regions": region_names(classes),
+        "parser": parse_method,
+        "face": det.message,
+        "scored_on": "whole photo: detect, align, embed (as recognition systems do)",
+        "psnr_region": _finite(psnr(rgb[mask], result.image[mask])),
+        "region_pixels": int(mask.sum()),
+        "changed_pixels": int(changed.sum()),
+        "changed_outside_regions": int((changed & ~mask).sum()),
+        "budget": {"min_psnr": s.min_psnr, "min_ssim": s.min_ssim, "max_change": s.max_change},
+        "margin": s.margin if s.margin is not None else {r.name: DEFAULT_MARGIN[r.metric] for r in attacked},
+        "steps": result.steps,
+        "stopped": result.stopped,
+    }
+    report = build_report(goal=goal, mode="photo", attacked=attacked, transfer=transfer, unavailable=unavailable,
+                          verified=verified, unattacked=unattacked, original=rgb, image=result.image,
+                          seconds=time.perf_counter() - start, extra=extra)
+    return ConcealResult(result.image, rgb, report, mask, label_map, result.history)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator modes
+
+
+def _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
+                    pipeline=None, checkpoint: str | None = None) -> ConcealResult:
+    from idface.conceal.generator_modes import GeneratorAttack, TokenAttackSettings, frame_embedding, verify_frame
+    from idface.conceal.regions import parse_regions, region_names
+    from idface.faces import prepare_face
+    from idface.identity.registry import get_recognizer, recognizer_status
+
+    start = time.perf_counter()
+    if pipeline is None:
+        pipeline = load_pipeline(checkpoint)
+    token_rec_name = pipeline.config.identity_recognizer
+    status = recognizer_status().get(token_rec_name, f"unknown recognizer {token_rec_name}")
+    if status != "available":
+        raise UnavailableError(f"this checkpoint's identity token needs {token_rec_name} embeddings: {status}")
+    token_rec = get_recognizer(token_rec_name)
+    face_a = prepare_face(photo)
+    face_b = None if target is None else prepare_face(target)
+    if mode == "swap" and face_b is None:
+        raise InputError("swap mode puts the target's identity into the token: give a target photo")
+
+    references = {}
+    for rec in attacked + transfer:
+        references[rec.name] = Reference(frame_embedding(rec, face_a.image),
+                                         None if face_b is None else frame_embedding(rec, face_b.image))
+    e_a_token = frame_embedding(token_rec, face_a.image)
+    gen = GeneratorAttack(pipeline, face_a.image, face_a.label_map, e_a_token)
+    margin = (settings or {}).get("margin")
+    margin_of = lambda rec: DEFAULT_MARGIN[rec.metric] if margin is None else float(margin)  # noqa: E731
+    classes: tuple[int, ...] = ()
+    extra: dict[str, Any] = {
+        "checkpoint": pipeline.source.describe() if getattr(pipeline, "source", None) else "in memory",
+        "face": face_a.message,
+        "scored_on": "generator frame (recognizer.embed_frame), as the app's identity bars",
+        "identity_token_recognizer": token_rec_name,
+    }
+    if mode == "swap":
+        unattacked_img = gen.unattacked()
+        image = gen.generate(frame_embedding(token_rec, face_b.image))
+        steps, stopped, history = 1, "one pass", []
+    else:
+        classes = parse_regions(regions) if regions else ()
+        s = TokenAttackSettings(**(settings or {}))
+        result = gen.optimise_token(attacked, references, goal, classes, s, progress)
+        unattacked_img, image = result.unattacked, result.image
+        steps, stopped, history = result.steps, result.stopped, result.history
+        extra["budget"] = {"min_psnr": s.min_psnr, "min_ssim": s.min_ssim}
+        extra["optimised_class_codes"] = region_names(classes)
+    everyone = attacked + transfer
+    verified = verify_frame(image, everyone, references, goal, margin_of)
+    unattacked = verify_frame(unattacked_img, everyone, references, goal, margin_of)
+    extra.update({"steps": steps, "stopped": stopped,
+                  "margin": margin if margin is not None else {r.name: DEFAULT_MARGIN[r.metric] for r in attacked}})
+    report = build_report(goal=goal, mode=mode, attacked=attacked, transfer=transfer, unavailable=unavailable,
+                          verified=verified, unattacked=unattacked, original=unattacked_img, image=image,
+                          seconds=time.perf_counter() - start, extra=extra)
+    return ConcealResult(image, unattacked_img, report, None, None, history)
+
+
+def load_pipeline(checkpoint: str | None = None):
+    """The generator pipeline, or UnavailableError saying how to get a checkpoint."""
+    from idface.errors import WeightsNotFoundError
+    from idface.pipeline import IdFacePipeline
+
+    try:
+        return IdFacePipeline.from_pretrained(checkpoint)
+    except WeightsNotFoundError as err:
+        raise UnavailableError(
+            f"token and swap modes need a generator checkpoint ({err}); photo mode works without one"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def conceal(photo, target=None, goal: str = IMPERSONATE, mode: str = "photo", regions=None, attack=None, *,
+            settings: dict | None = None, pipeline=None, checkpoint: str | None = None,
+            progress: Callable[[int, dict], None] | None = None, device: str = "cpu") -> ConcealResult:
+    """Impersonate (recognizers read `target`) or dodge (recognizers no longer read `photo`).
+
+    photo, target: paths, bytes, PIL images or RGB arrays. regions: class names / groups
+    (idface.conceal.regions). attack: recognizer names (default: all available). settings: fields
+    of PhotoAttackSettings (photo) or TokenAttackSettings (token). progress(step, record) is
+    called after each optimisation step.
+    """
+    goal = check_goal(goal, target is not None)
+    mode = (mode or "photo").strip().lower()
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; choose photo, token or swap")
+    attacked, transfer, unavailable = select_recognizers(attack, device)
+    if mode == "photo":
+        return _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, settings, progress)
+    return _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
+                           pipeline=pipeline, checkpoint=checkpoint)
+
+
+__all__ = ["conceal", "ConcealResult", "MODES", "GENERATOR_MODES", "IMPERSONATE", "DODGE", "select_recognizers",
+           "load_pipeline"]

@@ -1,0 +1,244 @@
+"""Generator modes (need a generator checkpoint): the paper's token swap and test-time optimisation
+of the identity token.
+
+Both start from the source face A prepared as the app prepares it (detected, aligned to the
+generator frame, parsed): its label map and style codes stay; only the identity side changes.
+
+- swap: one forward pass with the target B's embedding in the identity token (Tarollo et al.'s
+  identity injection). The unattacked output is the same pass with A's own embedding.
+- token: the identity token [1, 1, C] (and, optionally, the style codes of chosen classes: the
+  paper's region swaps) are optimised with Adam so that the recognizers give the wanted verdict,
+  through generator -> [0, 1] image -> resize 0.5..1x -> JPEG 60..95 (straight-through) ->
+  recognizer.embed_frame (its own alignment, grid_sample). A perceptual budget against the
+  unattacked output (PSNR and SSIM hinge penalties, checked on the uint8 image) keeps the face
+  looking like A. Every `check_every` steps the uint8 output is verified (raw and re-compressed);
+  the run stops at the wanted verdict with the margin.
+
+Scores of generator outputs are read in the generator frame (recognizer.embed_frame), the way the
+app's identity bars read them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from idface.conceal.goals import DEFAULT_MARGIN, Reference, goal_margin, read_verdict
+from idface.conceal.metrics import psnr, ssim, ssim_torch
+from idface.conceal.photo import Adam
+from idface.conceal.transforms import jpeg_straight_through, recompress
+from idface.errors import InputError
+from idface.labels import NUM_CLASSES
+
+
+@dataclass
+class TokenAttackSettings:
+    min_psnr: float = 25.0           # dB vs the unattacked output
+    min_ssim: float = 0.85
+    steps: int = 60
+    max_seconds: float | None = 300.0
+    lr: float = 0.05
+    samples: int = 2
+    check_every: int = 3
+    margin: float | None = None
+    overshoot: float = 0.05
+    budget_weight: float = 2.0
+    scale_range: tuple[float, float] = (0.5, 1.0)
+    jpeg_quality: tuple[int, int] = (60, 95)
+    jpeg_probability: float = 0.8
+    max_shift: int = 2               # frame pixels
+    robust: bool = True
+    seed: int = 0
+
+
+@dataclass
+class GeneratorResult:
+    image: np.ndarray                # [S, S, 3] uint8 attacked output
+    unattacked: np.ndarray           # [S, S, 3] uint8 output with A's own identity
+    steps: int
+    seconds: float
+    stopped: str
+    verified: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+
+def frame_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 [S, S, 3] -> [1, 3, S, S] in [0, 1]."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def frame_embedding(recognizer, image: np.ndarray) -> np.ndarray:
+    """Embedding [D] of a uint8 image in the generator frame (any size)."""
+    with torch.inference_mode():
+        return recognizer.embed_frame(frame_tensor(image))[0].float().cpu().numpy()
+
+
+def verify_frame(image: np.ndarray, recognizers: list, references: dict[str, Reference], goal: str,
+                 margin_of: Callable) -> dict:
+    """recognizer -> {"raw": verdict, "recompressed": verdict} for a generator-frame uint8 image."""
+    small = recompress(image)
+    out = {}
+    for rec in recognizers:
+        out[rec.name] = {
+            key: read_verdict(rec, frame_embedding(rec, img), references[rec.name], goal, margin_of(rec))
+            for key, img in (("raw", image), ("recompressed", small))
+        }
+    return out
+
+
+def _onehot(label_map: np.ndarray) -> torch.Tensor:
+    index = torch.from_numpy(label_map.astype(np.int64))
+    return F.one_hot(index, NUM_CLASSES).permute(2, 0, 1).float()[None]   # [1, K, H, W]
+
+
+class GeneratorAttack:
+    """Swap and token optimisation on an IdFacePipeline for one prepared source face."""
+
+    def __init__(self, pipeline, aligned: np.ndarray, label_map: np.ndarray, source_token_embedding: np.ndarray | None):
+        self.pipe = pipeline
+        self.aligned = np.asarray(aligned, np.uint8)
+        self.label_map = pipeline._prepare_label_map(label_map)            # [S, S] at the model's size
+        self.style = pipeline.encode_style(self.aligned, np.asarray(label_map))
+        self.source_token_embedding = source_token_embedding
+
+    def generate(self, identity_embedding: np.ndarray | None, codes: np.ndarray | None = None) -> np.ndarray:
+        style = self.style if codes is None else codes
+        return self.pipe(self.label_map, style=style, identity_embedding=identity_embedding, attention=False).image
+
+    def unattacked(self) -> np.ndarray:
+        return self.generate(self.source_token_embedding)
+
+    # ---- test-time optimisation of the identity token ----
+    def optimise_token(self, recognizers: list, references: dict[str, Reference], goal: str,
+                       classes: tuple[int, ...] = (), settings: TokenAttackSettings | None = None,
+                       progress: Callable[[int, dict], None] | None = None) -> GeneratorResult:
+        s = settings or TokenAttackSettings()
+        if not recognizers:
+            raise InputError("no recognizer to attack")
+        rng = np.random.default_rng(s.seed)
+        torch.manual_seed(s.seed)
+        start = time.perf_counter()
+        model = self.pipe.model
+        margin_of = lambda rec: DEFAULT_MARGIN[rec.metric] if s.margin is None else float(s.margin)  # noqa: E731
+
+        base_image = self.unattacked()
+        base_t = frame_tensor(base_image)
+        with torch.no_grad():
+            emb = None if self.source_token_embedding is None else torch.from_numpy(
+                np.asarray(self.source_token_embedding, np.float32))[None]
+            token0 = model.identity_token(emb, batch=1).float()                   # [1, 1, C]
+        token = token0.clone().requires_grad_(True)
+        codes0 = self.style.codes.clone()[None]                                  # [1, K, C]
+        class_list = sorted(set(int(k) for k in classes))
+        code_delta = torch.zeros(1, len(class_list), codes0.shape[-1], requires_grad=True)
+        opt_token, opt_codes = Adam(token, lr=s.lr), Adam(code_delta, lr=s.lr)
+        onehot = _onehot(self.label_map)
+        refs_t = {
+            rec.name: (torch.from_numpy(np.asarray(references[rec.name].source, np.float32))[None],
+                       None if references[rec.name].target is None else
+                       torch.from_numpy(np.asarray(references[rec.name].target, np.float32))[None])
+            for rec in recognizers
+        }
+
+        def codes_now() -> torch.Tensor:
+            if not class_list:
+                return codes0
+            codes = codes0.clone()
+            codes[:, class_list] = codes0[:, class_list] + code_delta
+            return codes
+
+        def render() -> torch.Tensor:
+            image = model.generator(onehot, model.context(codes_now(), token))    # [1, 3, S, S] in [-1, 1]
+            return (image.float() + 1) / 2
+
+        def to_uint8(x: torch.Tensor) -> np.ndarray:
+            return (x[0].detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+        def budget_ok(img: np.ndarray) -> bool:
+            return psnr(base_image, img) >= s.min_psnr and ssim(base_image, img) >= s.min_ssim
+
+        def rank(verified: dict) -> tuple:
+            raw = sum(v["raw"]["success"] for v in verified.values())
+            both = sum(v[k]["success"] for v in verified.values() for k in ("raw", "recompressed"))
+            worst = min(v[k]["goal_margin"] for v in verified.values() for k in ("raw", "recompressed"))
+            return (raw, both, worst)
+
+        def done(verified: dict) -> bool:
+            keys = ("raw", "recompressed") if s.robust else ("raw",)
+            return all(v[k]["success_with_margin"] for v in verified.values() for k in keys)
+
+        best_image = base_image
+        best_verified = verify_frame(base_image, recognizers, references, goal, margin_of)
+        best_rank = rank(best_verified)
+        history: list = []
+        stopped, step = "step limit", 0
+        if done(best_verified):
+            return GeneratorResult(base_image, base_image, 0, time.perf_counter() - start,
+                                   "goal already reached", best_verified, history)
+        size = base_t.shape[-1]
+        for step in range(1, s.steps + 1):
+            x = render()
+            losses = []
+            worst = math.inf
+            samples = []
+            for _ in range(s.samples):
+                xs = x
+                scale = 1.0 if rng.random() < 0.25 else rng.uniform(*s.scale_range)
+                if scale < 0.999:
+                    n = max(16, int(round(size * scale)))
+                    xs = F.interpolate(xs, size=(n, n), mode="bilinear", align_corners=False, antialias=True)
+                if rng.random() < s.jpeg_probability:
+                    xs = jpeg_straight_through(xs, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
+                if s.max_shift:
+                    dy, dx = (int(v) for v in rng.integers(-s.max_shift, s.max_shift + 1, size=2))
+                    xs = torch.roll(xs, shifts=(dy, dx), dims=(2, 3))
+                samples.append(xs)
+            for rec in recognizers:
+                emb = torch.cat([rec.embed_frame(xs) for xs in samples])          # [N, D]
+                src, tgt = refs_t[rec.name]
+                m = goal_margin(rec, goal, rec.score(emb, src), None if tgt is None else rec.score(emb, tgt))
+                losses.append(F.relu(margin_of(rec) + s.overshoot - m).mean())
+                worst = min(worst, float(m.detach().min()))
+            mse = ((x - base_t) ** 2).mean() * 255.0 ** 2
+            psnr_now = 10 * torch.log10(255.0 ** 2 / mse.clamp_min(1e-8))
+            budget = F.relu(s.min_psnr + 0.5 - psnr_now) / 10 + F.relu(s.min_ssim + 0.01 - ssim_torch(x, base_t)[0]) * 10
+            loss = sum(losses) + s.budget_weight * budget
+            token.grad = None
+            code_delta.grad = None
+            loss.backward()
+            opt_token.step()
+            if class_list:
+                opt_codes.step()
+            record = {"step": step, "loss": round(float(loss.detach()), 4), "worst_margin": round(worst, 4),
+                      "psnr": round(float(psnr_now.detach()), 2)}
+            if step % s.check_every == 0 or step == s.steps:
+                with torch.no_grad():
+                    image = to_uint8(render())
+                if budget_ok(image):
+                    verified = verify_frame(image, recognizers, references, goal, margin_of)
+                    record["verified"] = {k: {kk: vv["goal_margin"] for kk, vv in v.items()} for k, v in verified.items()}
+                    r = rank(verified)
+                    if r > best_rank:
+                        best_image, best_verified, best_rank = image, verified, r
+                    if done(verified):
+                        best_image, best_verified = image, verified
+                        stopped = "goal reached"
+                        history.append(record)
+                        if progress:
+                            progress(step, record)
+                        break
+                else:
+                    record["over_budget"] = True
+            history.append(record)
+            if progress:
+                progress(step, record)
+            if s.max_seconds is not None and time.perf_counter() - start > s.max_seconds:
+                stopped = "time limit"
+                break
+        return GeneratorResult(best_image, base_image, step, time.perf_counter() - start, stopped, best_verified, history)

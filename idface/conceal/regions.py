@@ -1,0 +1,71 @@
+"""Which pixels an attack may change: class names of the 19-class parser, plus a few groups.
+
+    parse_regions("skin,hair")      -> (1, 13)
+    parse_regions("face")           -> skin, nose, eyes, brows, lips, mouth
+    region_mask(rgb, face, classes) -> [H, W] bool in the photo's own pixels, from the parser's
+                                       label map (generator frame, 512) warped back (nearest)
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from idface.errors import InputError
+from idface.labels import CLASS_INDEX, CLASS_NAMES
+
+REGION_GROUPS: dict[str, tuple[str, ...]] = {
+    "face": ("skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip"),
+    "eyes": ("l_eye", "r_eye", "eye_g"),
+    "brows": ("l_brow", "r_brow"),
+    "lips": ("mouth", "u_lip", "l_lip"),
+    "ears": ("l_ear", "r_ear", "ear_r"),
+    "all": tuple(n for n in CLASS_NAMES if n != "background"),
+}
+DEFAULT_REGIONS = "face"
+PARSE_FRAME = 512
+
+
+def parse_regions(spec: str | list[str] | tuple | None) -> tuple[int, ...]:
+    """'skin,hair' / ['skin', 'hair'] / group names -> sorted class indices (background refused)."""
+    if spec is None or spec == "" or spec == []:
+        spec = DEFAULT_REGIONS
+    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if str(n).strip()]
+    if not names:
+        raise InputError("no regions given; name classes such as skin,hair or a group: " + ", ".join(REGION_GROUPS))
+    out: set[int] = set()
+    for name in names:
+        if name in REGION_GROUPS:
+            out.update(CLASS_INDEX[n] for n in REGION_GROUPS[name])
+        elif name in CLASS_INDEX:
+            if name == "background":
+                raise InputError("the background cannot be a region to perturb (choose face parts)")
+            out.add(CLASS_INDEX[name])
+        else:
+            raise InputError(
+                f"unknown region {name!r}; use class names ({', '.join(CLASS_NAMES[1:])}) "
+                f"or groups ({', '.join(REGION_GROUPS)})"
+            )
+    return tuple(sorted(out))
+
+
+def region_names(classes: tuple[int, ...]) -> list[str]:
+    return [CLASS_NAMES[k] for k in classes]
+
+
+def photo_label_map(rgb: np.ndarray, face, parser: str = "auto") -> tuple[np.ndarray, str]:
+    """The parser's 19-class map of a detected face, in the photo's own pixels -> (map, method)."""
+    from idface.faces.align import align_face
+    from idface.faces.parse import parse_aligned
+
+    result = parse_aligned(rgb, face, size=PARSE_FRAME, parser=parser)
+    _, transform = align_face(rgb, face.landmarks, "generator", PARSE_FRAME, dlib5=face.dlib5)
+    h, w = rgb.shape[:2]
+    back = cv2.warpAffine(result.label_map, transform.inverse, (w, h), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=CLASS_INDEX["background"])
+    return back, result.method
+
+
+def region_mask(label_map: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
+    """[H, W] bool: pixels whose class is one of `classes`."""
+    return np.isin(label_map, np.asarray(classes, dtype=label_map.dtype))

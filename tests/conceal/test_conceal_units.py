@@ -1,0 +1,93 @@
+"""Concealment building blocks: JPEG model vs libjpeg, metrics, regions, goal rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from idface.conceal import goals, metrics, regions, transforms
+from idface.errors import InputError
+from idface.images import load_image
+from idface.labels import CLASS_INDEX
+
+from conceal_reference import reference_psnr, reference_recompress, reference_ssim
+
+
+@pytest.fixture(scope="module")
+def crop(faces_dir) -> np.ndarray:
+    return load_image(faces_dir / "astronaut.png")[40:243, 100:401]  # odd sizes on purpose
+
+
+@pytest.mark.parametrize("quality", [60, 75, 95])
+def test_jpeg_model_is_close_to_libjpeg(crop, quality):
+    x = torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255
+    approx = transforms.to_uint8(transforms.jpeg_approx(x, quality)[0])
+    real = transforms.real_jpeg(crop, quality)
+    # the model is much closer to libjpeg than libjpeg is to the input
+    assert reference_psnr(approx, real) > 40
+    assert reference_psnr(approx, real) > reference_psnr(crop, real) + 5
+
+
+def test_straight_through_jpeg_is_real_forward_with_gradient(crop):
+    x = (torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255).requires_grad_(True)
+    y = transforms.jpeg_straight_through(x, 75)
+    assert np.array_equal(transforms.to_uint8(y[0]), transforms.real_jpeg(crop, 75))
+    y.sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_recompress_halves_and_matches_pillow(faces_dir):
+    rgb = load_image(faces_dir / "astronaut.png")
+    small = transforms.recompress(rgb)
+    assert small.shape == (256, 256, 3)
+    assert reference_psnr(small, reference_recompress(rgb)) > 40
+
+
+def test_psnr_and_ssim_agree_with_independent_code(crop, rng):
+    noisy = np.clip(crop.astype(int) + rng.integers(-6, 7, crop.shape), 0, 255).astype(np.uint8)
+    assert metrics.psnr(crop, noisy) == pytest.approx(reference_psnr(crop, noisy), abs=1e-9)
+    assert metrics.ssim(crop, noisy) == pytest.approx(reference_ssim(crop, noisy), abs=2e-3)
+    assert metrics.psnr(crop, crop) == float("inf") and metrics.ssim(crop, crop) == pytest.approx(1.0)
+    t = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    assert float(metrics.ssim_torch(t(crop), t(noisy))[0]) == pytest.approx(metrics.ssim(crop, noisy), abs=1e-4)
+    # 30 dB budget <-> mean squared error
+    assert 10 * np.log10(255 ** 2 / metrics.mse_for_psnr(30.0)) == pytest.approx(30.0)
+
+
+def test_lpips_is_reported_unavailable_with_a_reason_or_computed(crop):
+    d = metrics.distortion(crop, crop)
+    if metrics.lpips_status() == "available":
+        assert d["lpips"] == pytest.approx(0.0, abs=1e-4)
+    else:
+        assert d["lpips"] == "unavailable" and d["lpips_note"]
+
+
+def test_region_names_and_groups():
+    assert regions.parse_regions("skin,hair") == (CLASS_INDEX["skin"], CLASS_INDEX["hair"])
+    face = regions.parse_regions("face")
+    assert CLASS_INDEX["nose"] in face and CLASS_INDEX["hair"] not in face
+    assert regions.parse_regions(None) == face
+    with pytest.raises(InputError, match="unknown region"):
+        regions.parse_regions("skin,wings")
+    with pytest.raises(InputError, match="background"):
+        regions.parse_regions("background")
+
+
+class _Dist:
+    threshold, higher_is_more_similar, metric = 0.6, False, "euclidean"
+
+
+class _Cos:
+    threshold, higher_is_more_similar, metric = 0.3, True, "cosine"
+
+
+def test_goal_margins_follow_each_recognizers_rule():
+    assert goals.goal_margin(_Dist, "impersonate", 0.9, 0.5) == pytest.approx(0.1)   # close to B: reached
+    assert goals.goal_margin(_Dist, "dodge", 0.5, None) == pytest.approx(-0.1)      # still A: not reached
+    assert goals.goal_margin(_Cos, "impersonate", 0.1, 0.5) == pytest.approx(0.2)
+    assert goals.goal_margin(_Cos, "dodge", 0.5, None) == pytest.approx(-0.2)
+    with pytest.raises(InputError, match="target"):
+        goals.check_goal("impersonate", has_target=False)
+    with pytest.raises(InputError, match="unknown goal"):
+        goals.check_goal("vanish", has_target=True)
