@@ -1,0 +1,242 @@
+"""`python -m idface bench [--json]`: measure the networks on this machine, in one run.
+
+Reports, for one preset (default paper-256, batch 1):
+  - parameter counts (style encoder, identity projection, generator with mask embedder);
+  - FLOPs per image (torch.utils.flop_counter.FlopCounterMode) of the generator on a mask edit
+    (context folded once and cached), of folding the context, and of the style encoder;
+  - generator latency, median of --runs runs after --warmup runs, in each mode:
+      fp32           channels_last, float32
+      bf16-autocast  channels_last, torch.autocast(cpu, bfloat16)
+      bf16           channels_last, weights and activations bfloat16 (norms and softmax
+                     accumulate in float32 inside their kernels), folded context computed in
+                     float32 and rounded once
+    with each mode's difference from fp32 on the same input (max / mean abs on [-1, 1], PSNR);
+  - style encoder latency (fp32, bf16-autocast);
+  - matmul peak (fp32, bf16) measured in the same run, achieved GFLOP/s and achieved / peak;
+  - the load average, since the cores may be shared.
+Without --checkpoint the weights are random, with the zero-initialised output projections
+randomised (otherwise the transformer blocks would be skipped numerically and the parity check
+would say nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from idface.labels import CLASS_INDEX, NUM_CLASSES
+from idface.model import ContextKV, IdFaceModel, get_config
+
+MODES = ("fp32", "bf16-autocast", "bf16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="paper-256", help="model preset (default paper-256)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="benchmark these weights (folder or org/name[@rev]) instead of random ones")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per mode (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--peak-size", type=int, default=2048, help="matmul size for the peak (default 2048)")
+    parser.add_argument("--skip-style", action="store_true", help="skip the style encoder timing")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def median_seconds(fn: Callable[[], object], runs: int, warmup: int) -> tuple[float, list[float]]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, runs: int = 5) -> float:
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    seconds, _ = median_seconds(lambda: torch.mm(a, b), runs, 2)
+    return 2 * n**3 / seconds / 1e9
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def example_inputs(config, seed: int = 0):
+    """A face-like layout (hair, skin, eyes, mouth, cloth, background) and a random style."""
+    g = torch.Generator().manual_seed(seed)
+    s = config.image_size
+    lm = torch.full((s, s), CLASS_INDEX["skin"], dtype=torch.long)
+    lm[: s * 3 // 8] = CLASS_INDEX["hair"]
+    lm[:, : s // 8] = CLASS_INDEX["background"]
+    lm[s * 7 // 8:] = CLASS_INDEX["cloth"]
+    lm[s // 2: s // 2 + s // 16, s * 5 // 16: s * 7 // 16] = CLASS_INDEX["l_eye"]
+    lm[s // 2: s // 2 + s // 16, s * 9 // 16: s * 11 // 16] = CLASS_INDEX["r_eye"]
+    lm[s * 11 // 16: s * 3 // 4, s * 3 // 8: s * 5 // 8] = CLASS_INDEX["mouth"]
+    mask = torch.nn.functional.one_hot(lm, NUM_CLASSES).permute(2, 0, 1).float()[None]
+    image = torch.rand(1, 3, s, s, generator=g) * 2 - 1
+    embedding = torch.randn(1, config.identity_dim, generator=g)
+    return mask.contiguous(memory_format=torch.channels_last), image, embedding
+
+
+def build_model(args) -> tuple[IdFaceModel, str]:
+    if args.checkpoint:
+        from idface.hub import resolve_checkpoint
+
+        source = resolve_checkpoint(args.checkpoint)
+        return IdFaceModel.from_pretrained(str(source.path)), source.describe()
+    torch.manual_seed(0)
+    model = IdFaceModel(get_config(args.preset))
+    with torch.no_grad():
+        for block in model.generator.transformer_blocks:
+            block.proj_out.weight.normal_(std=0.02)
+    return model, "random (zero-initialised output projections randomised, std 0.02)"
+
+
+def to_bf16(kv: list[ContextKV]) -> list[ContextKV]:
+    return [ContextKV(*(t.to(torch.bfloat16) for t in layer)) for layer in kv]
+
+
+def run_bench(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        from idface.errors import InputError
+
+        raise InputError(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    load_before = os.getloadavg()
+    model, weights = build_model(args)
+    model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    config = model.config
+    generator = model.generator
+    mask, image, embedding = example_inputs(config)
+    image = image.contiguous(memory_format=torch.channels_last)
+    report: dict = {
+        "preset": config.name, "image_size": config.image_size, "batch": 1, "weights": weights,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "load_average_before": [round(x, 2) for x in load_before]},
+        "parameters": model.parameter_counts(),
+        "runs": args.runs, "warmup": args.warmup,
+    }
+
+    with torch.inference_mode():
+        codes, _ = model.encode_style(image, mask)
+        context = model.context(codes, model.identity_token(embedding))      # [1, 20, code_dim]
+        kv = generator.fold_context(context)
+        flops = {
+            "generator_cached_context": count_flops(lambda: generator(mask, context_kv=kv)),
+            "fold_context": count_flops(lambda: generator.fold_context(context)),
+            "style_encoder": count_flops(lambda: model.encode_style(image, mask)),
+        }
+        report["gflop_per_image"] = {k: float(f"{v / 1e9:.4g}") for k, v in flops.items()}
+        report["matmul_peak_gflops"] = {"fp32": round(matmul_peak(torch.float32, args.peak_size), 1),
+                                        "bf16": round(matmul_peak(torch.bfloat16, args.peak_size), 1)}
+
+        reference = generator(mask, context_kv=kv).float()
+        runners: dict[str, Callable[[], torch.Tensor]] = {}
+        runners["fp32"] = lambda: generator(mask, context_kv=kv)
+
+        def autocast_run() -> torch.Tensor:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return generator(mask, context_kv=kv)
+
+        runners["bf16-autocast"] = autocast_run
+        if "bf16" in modes:
+            generator_bf16 = copy.deepcopy(generator).to(torch.bfloat16)
+            kv_bf16, mask_bf16 = to_bf16(kv), mask.to(torch.bfloat16)
+            runners["bf16"] = lambda: generator_bf16(mask_bf16, context_kv=kv_bf16)
+
+        report["generator"] = {}
+        for mode in modes:
+            out = runners[mode]().float()
+            err = (out - reference).abs()
+            mse = float(((out - reference) / 2).square().mean())            # on a [0, 1] scale
+            seconds, times = median_seconds(runners[mode], args.runs, args.warmup)
+            peak = report["matmul_peak_gflops"]["fp32" if mode == "fp32" else "bf16"]
+            achieved = flops["generator_cached_context"] / seconds / 1e9
+            report["generator"][mode] = {
+                "median_ms": round(seconds * 1e3, 1),
+                "min_ms": round(min(times) * 1e3, 1),
+                "achieved_gflops": float(f"{achieved:.4g}"),
+                "achieved_over_peak": float(f"{achieved / peak:.3g}"),
+                "max_abs_diff_vs_fp32": round(float(err.max()), 5),
+                "mean_abs_diff_vs_fp32": round(float(err.mean()), 6),
+                "psnr_vs_fp32_db": round(10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-20))).item(), 2),
+            }
+
+        if not args.skip_style:
+            report["style_encoder"] = {}
+            for mode in ("fp32", "bf16-autocast"):
+                def style_run(mode=mode):
+                    if mode == "fp32":
+                        return model.encode_style(image, mask)
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        return model.encode_style(image, mask)
+
+                seconds, _ = median_seconds(style_run, max(3, args.runs // 2), 1)
+                report["style_encoder"][mode] = {"median_ms": round(seconds * 1e3, 1)}
+
+    fastest = min(report["generator"], key=lambda m: report["generator"][m]["median_ms"])
+    report["fastest_mode"] = fastest
+    report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return report
+
+
+def print_report(report: dict) -> None:
+    p = report["parameters"]
+    print(f"preset {report['preset']} ({report['image_size']}x{report['image_size']}, batch 1), "
+          f"weights: {report['weights']}")
+    print(f"parameters: generator {p['generator'] / 1e6:.2f}M (mask embedder {p['mask_embedder'] / 1e6:.2f}M), "
+          f"style encoder {p['style_encoder'] / 1e6:.2f}M, identity projection {p['identity_projection'] / 1e6:.2f}M")
+    f = report["gflop_per_image"]
+    print(f"GFLOP/image: generator {f['generator_cached_context']:.1f} (+ {f['fold_context']:.2f} to fold a new "
+          f"context), style encoder {f['style_encoder']:.1f}")
+    peak = report["matmul_peak_gflops"]
+    print(f"matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    for mode, r in report["generator"].items():
+        print(f"generator {mode:>13}: median {r['median_ms']:7.1f} ms (min {r['min_ms']:.1f}), "
+              f"{r['achieved_gflops']:.0f} GFLOP/s = {r['achieved_over_peak']:.0%} of peak, "
+              f"vs fp32 max {r['max_abs_diff_vs_fp32']:.4f} mean {r['mean_abs_diff_vs_fp32']:.5f} "
+              f"PSNR {r['psnr_vs_fp32_db']:.1f} dB")
+    for mode, r in report.get("style_encoder", {}).items():
+        print(f"style encoder {mode:>9}: median {r['median_ms']:.1f} ms")
+    m = report["machine"]
+    print(f"fastest: {report['fastest_mode']}; threads {m['threads']}, load average "
+          f"{m['load_average_before'][0]} -> {m['load_average_after'][0]}")
+
+
+def run(args) -> int:
+    report = run_bench(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0

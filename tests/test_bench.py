@@ -1,0 +1,25 @@
+"""`python -m idface bench --json` runs and reports every figure (on the tiny preset here; the
+paper-256 numbers come from running the command, not from a test)."""
+
+import json
+
+import pytest
+
+from idface.cli import main
+
+
+@pytest.mark.slow
+def test_bench_json_reports_every_figure(capsys):
+    code = main(["bench", "--preset", "tiny", "--runs", "1", "--warmup", "0", "--peak-size", "256", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["preset"] == "tiny"
+    assert set(report["generator"]) == {"fp32", "bf16-autocast", "bf16"}
+    for mode, r in report["generator"].items():
+        assert r["median_ms"] > 0 and r["achieved_gflops"] > 0 and 0 < r["achieved_over_peak"]
+    assert report["generator"]["fp32"]["max_abs_diff_vs_fp32"] == 0
+    assert report["generator"]["bf16"]["psnr_vs_fp32_db"] > 30
+    assert report["gflop_per_image"]["generator_cached_context"] > 0
+    assert report["matmul_peak_gflops"]["fp32"] > 0 and report["matmul_peak_gflops"]["bf16"] > 0
+    assert report["style_encoder"]["fp32"]["median_ms"] > 0
+    assert report["parameters"]["generator"] > report["parameters"]["mask_embedder"] > 0
