@@ -36,6 +36,7 @@ CSS = f"""
 .ex-title p {{ margin: 0 !important; font-size: 13px; }}
 footer {{ display: none !important; }}
 """
+SESSION_TTL_S = 3600
 MAX_QUEUE = int(os.environ.get("IDFACE_MAX_QUEUE", "32"))
 CONCURRENCY = int(os.environ.get("IDFACE_CONCURRENCY", "1"))
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="orange")
@@ -57,9 +58,10 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
     faces = example_faces()
     generated_kw = dict(height=190, min_width=110, format="png", interactive=False, buttons=["fullscreen"])
 
-    style_state = gr.State(None)
-    identity_state = gr.State(None)
-    last_gen = gr.State(None)
+    # per-visitor state; prepared faces (crops, masks, embeddings) expire with the session
+    style_state = gr.State(None, time_to_live=SESSION_TTL_S)
+    identity_state = gr.State(None, time_to_live=SESSION_TTL_S)
+    last_gen = gr.State(None, time_to_live=SESSION_TTL_S)
 
     with gr.Row(equal_height=False):
         # ---- 1. faces ----
@@ -116,10 +118,12 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
     # ---- controls from the paper ----
     with gr.Accordion("Controls: style source per part, identity token", open=True):
         with gr.Row():
+            token_problem = engine.identity_token_problem()
             identity_source = gr.Radio(
                 [("Identity face", "identity"), ("Style face", "style"), ("None", "none")],
-                value="identity", label="Identity token from",
-                info="The recognition embedding the generator gets as its extra token.",
+                value="none" if token_problem else "identity", label="Identity token from",
+                info=("The recognition embedding the generator gets as its extra token."
+                      + (f" Set to None: {token_problem}." if token_problem else "")),
             )
             class_choices = [(DISPLAY_NAMES[k], CLASS_NAMES[k]) for k in range(1, len(CLASS_NAMES))]
             take_from_identity = gr.CheckboxGroup(

@@ -121,6 +121,16 @@ class Engine:
     def generator_ready(self) -> bool:
         return self.pipeline is not None
 
+    def identity_token_problem(self) -> str | None:
+        """Why the identity token cannot use a face here (its recognizer is unavailable), or None."""
+        if self.pipeline is None:
+            return None
+        name = self.pipeline.config.identity_recognizer
+        if name in self.recognizers():
+            return None
+        reason = self.unavailable_recognizers().get(name, "not loaded").split(";")[0]
+        return f"this checkpoint's identity token needs the {name} recognizer, which is not available here ({reason})"
+
     @property
     def image_size(self) -> int:
         return int(self.pipeline.image_size) if self.pipeline is not None else FRAME_SIZE

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +55,29 @@ def save_synthetic_png(image: np.ndarray, path: str | os.PathLike, checkpoint: s
     return path
 
 
+OUTPUT_DIR = Path(tempfile.gettempdir()) / "idface-outputs"
+OUTPUT_MAX_AGE_S = 900  # downloads older than this are removed at the next write
+
+
 def synthetic_png_file(image: np.ndarray, checkpoint: str, settings: dict, directory: str | None = None) -> str:
-    """Save into a fresh temp file (Gradio's cache cleaning removes it) and return its path."""
-    fd, name = tempfile.mkstemp(prefix="idface-synthetic-", suffix=".png", dir=directory)
+    """Save into a fresh file under OUTPUT_DIR (older ones are pruned) and return its path;
+    Gradio serves a copy from its own cache, which delete_cache empties."""
+    folder = Path(directory) if directory else OUTPUT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    prune_outputs(folder)
+    fd, name = tempfile.mkstemp(prefix="idface-synthetic-", suffix=".png", dir=folder)
     os.close(fd)
     return str(save_synthetic_png(image, name, checkpoint, settings))
+
+
+def prune_outputs(folder: Path, max_age_s: float = OUTPUT_MAX_AGE_S) -> None:
+    now = time.time()
+    for path in folder.glob("idface-synthetic-*.png"):
+        try:
+            if now - path.stat().st_mtime > max_age_s:
+                path.unlink()
+        except OSError:  # removed by another worker meanwhile
+            pass
 
 
 def read_png_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -64,3 +64,17 @@ def test_bars_show_every_recognizer_threshold_and_unavailable_ones():
     assert "arcface: not available here (weights not found in weights/arcface)" in page
     # distance axis reversed: 0.4 (closer) draws a longer bar than 0.8
     assert "width:66.7%" in page and "width:33.3%" in page
+
+
+def test_old_downloads_are_pruned(tmp_path, rng):
+    import os
+    import time
+
+    from idface.ui.outputs import OUTPUT_MAX_AGE_S, synthetic_png_file
+
+    img = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+    old = synthetic_png_file(img, "ckpt", {}, directory=str(tmp_path))
+    past = time.time() - OUTPUT_MAX_AGE_S - 10
+    os.utime(old, (past, past))
+    new = synthetic_png_file(img, "ckpt", {}, directory=str(tmp_path))
+    assert not os.path.exists(old) and os.path.exists(new)
