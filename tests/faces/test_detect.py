@@ -87,3 +87,26 @@ def test_unknown_detector_and_missing_retinaface_weights(monkeypatch, tmp_path):
         init_detection_model("yolo")
     with pytest.raises(UnavailableError, match="detection_Resnet50_Final.pth not found"):
         init_detection_model("retinaface_resnet50")
+
+
+def test_retinaface_is_used_when_its_weights_are_local(monkeypatch, tmp_path, faces_dir):
+    """Plumbing of the facexlib path: a RetinaFace file in facexlib's model_rootpath is picked by
+    "auto", built on the CPU and run (random weights here: whatever it finds must be well formed)."""
+    import torch
+    from facexlib.detection.retinaface import RetinaFace
+
+    from idface.faces.detect import RetinaFaceDetector
+
+    monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    state = RetinaFace(network_name="mobile0.25", device=torch.device("cpu")).state_dict()
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "detection_mobilenet0.25_Final.pth")
+    init_detection_model.cache_clear()
+    try:
+        model = init_detection_model("auto")
+        assert isinstance(model, RetinaFaceDetector) and model.name == "retinaface_mobile0.25"
+        faces = model.detect(load_image(faces_dir / "astronaut.png"))
+        for f in faces:
+            assert f.box.shape == (4,) and f.landmarks.shape == (5, 2) and 0.8 < f.score <= 1.0
+    finally:
+        init_detection_model.cache_clear()

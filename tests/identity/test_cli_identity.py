@@ -71,3 +71,28 @@ def test_module_entry_point_offline(faces_dir, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "idface", "identity", str(faces_dir / "obama.jpg"), str(tmp_path)],
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_arcface_listed_when_its_weights_are_local(capsys, faces_dir, tmp_path, monkeypatch):
+    """Plumbing: with an IR-SE50 file in facexlib's model_rootpath the CLI reports ArcFace's
+    similarity against its own threshold (random weights here, so the verdict means nothing)."""
+    import torch
+
+    from idface.identity import arcface, registry
+
+    weights = tmp_path / "facexlib"
+    weights.mkdir()
+    torch.manual_seed(0)
+    torch.save(arcface.build_arcface_ir_se50().state_dict(), weights / arcface.WEIGHTS_FILE)
+    monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(weights))
+    registry.clear_cache()
+    try:
+        code, out, _ = run_cli(capsys, faces_dir / "obama.jpg", faces_dir / "obama2.jpg", "--json",
+                               "--recognizer", "arcface")
+    finally:
+        registry.clear_cache()
+    assert code == 0
+    (record,) = json.loads(out)
+    assert record["available"] and record["recognizer"] == "arcface" and record["threshold"] == 0.241
+    assert -1.0 <= record["similarity"] <= 1.0 and isinstance(record["same_person"], bool)
