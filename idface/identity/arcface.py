@@ -106,7 +106,11 @@ def locate_arcface_weights(download: bool | None = None, hf_cache_dir: str | os.
     repo = mirror_repo()
     from huggingface_hub import hf_hub_download
 
-    online = download and host_reachable("huggingface.co")
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    online = download and host_reachable(urlparse(constants.ENDPOINT).hostname or "huggingface.co")
     try:
         cached = hf_hub_download(repo, WEIGHTS_FILE, cache_dir=hf_cache_dir, local_files_only=not online)
         return _install(Path(cached))
