@@ -1,0 +1,63 @@
+import json
+
+import pytest
+import torch
+
+from idface.cli import main
+from idface.evaluation.evaluate import injection_pairs, resolve_model_folder
+from idface.training.data import FaceMaskDataset
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from idface.model import IdFaceModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt") / "model"
+    IdFaceModel("tiny").save_pretrained(folder)
+    return folder
+
+
+def test_eval_writes_every_metric_it_can_compute(tiny_checkpoint, prepared_eval, tmp_path, capsys):
+    out = tmp_path / "metrics"
+    code = main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(prepared_eval), "--split", "all",
+                 "--limit", "4", "--json", "--out", str(out)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads((out / "metrics.json").read_text())
+    assert report["images"] == 4
+    assert 0 < report["psnr_db"] < 60 and -1 <= report["ssim"] <= 1
+    from idface.identity.registry import available_recognizers, recognizer_status
+
+    for name in available_recognizers():
+        assert f"identity_score[{name}]" in report
+        assert 0 <= report[f"identity_same_share[{name}]"] <= 1
+        assert 0 <= report[f"injection_verified_as_B[{name}]"] <= 1
+        assert 0 <= report[f"injection_still_A[{name}]"] <= 1
+    for name, status in recognizer_status().items():
+        if status != "available":
+            assert report["unavailable"][f"identity[{name}]"] == status
+    # every metric is either a number or an honest reason
+    for metric in ("lpips", "fid", "mask_miou"):
+        assert metric in report or report["unavailable"][metric]
+    md = (out / "metrics.md").read_text()
+    assert "| psnr_db |" in md and "unavailable:" in md
+
+
+def test_injection_pairs_are_different_people(prepared_eval):
+    ds = FaceMaskDataset.from_prepared(prepared_eval, "all")
+    ids = ds.identities  # fixture: identity 100 + i // 2, so images come in same-person pairs
+    for a, b in injection_pairs(ds, None):
+        assert a != b and ids[a] != ids[b]
+
+
+def test_checkpoint_resolution(tmp_path, tiny_checkpoint):
+    assert resolve_model_folder(str(tiny_checkpoint)) == str(tiny_checkpoint)
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_00000010" / "ema").mkdir(parents=True)
+    (run / "checkpoints" / "step_00000010" / "trainer_state.json").write_text("{}")
+    assert resolve_model_folder(str(run)).endswith("step_00000010/ema")
+    assert resolve_model_folder("user/some-repo") == "user/some-repo"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["eval", "--checkpoint", str(empty), "--data", str(tmp_path)]) == 1
