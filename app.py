@@ -88,7 +88,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
         with gr.Column(scale=4, min_width=340):
             gr.Markdown("### 2 · Mask", elem_classes="step-title")
             gr.Markdown("Pick a part, then paint on the mask. The face updates after each stroke.")
-            editor = mask_editor(elem_id="mask_editor")
+            editor = mask_editor(value=h.initial_mask(), elem_id="mask_editor")
             with gr.Row():
                 from_style = gr.Button("Mask of the style face", size="sm")
                 from_identity = gr.Button("Mask of the identity face", size="sm")

@@ -98,6 +98,11 @@ class Handlers:
         return face, face_message(face, what), face.aligned
 
     # ---- mask sources ----
+    def initial_mask(self) -> str | None:
+        """What the editor shows before the style face's mask arrives: the first example mask."""
+        masks = example_masks()
+        return encode_label_map(load_mask(next(iter(masks.values())), size=FRAME_SIZE)) if masks else None
+
     def mask_from_face(self, face: PreparedFace | None, what: str):
         if face is None:
             raise gr.Error(f"there is no {what} yet: pick one first")

@@ -3,6 +3,7 @@ that class under the stroke (nothing else at its edges), and the generated face 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,14 @@ from idface.labels import CLASS_INDEX
 from ui_browser import chromium_page, outputs_after, paint_stroke, select_class, wait_ready  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not receive the edit")
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -34,6 +43,16 @@ def test_stroke_gives_exact_class_and_new_output_plumbing_checkpoint(launched_ap
         outputs_after(page, released)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "app_after_stroke.png"), full_page=True)
+        after_hat = len(recorder.label_maps)
+        # the eraser paints Background, and only Background
+        page.click("#mask_editor .eraser")
+        outputs_after(page, paint_stroke(page, [(0.5, 0.7), (0.5, 0.9)]))
+        erased_before, erased_after = recorder.label_maps[after_hat - 1], recorder.label_maps[-1]
+        # undo brings the Hat stroke's map back exactly
+        n = len(recorder.label_maps)
+        page.click("#mask_editor .undo")
+        wait_for(lambda: len(recorder.label_maps) > n)
+        undone = recorder.label_maps[-1]
     assert not errors, errors
     assert len(recorder.label_maps) > before_count
     after = recorder.label_maps[-1]
@@ -50,3 +69,6 @@ def test_stroke_gives_exact_class_and_new_output_plumbing_checkpoint(launched_ap
     # the stroke is a band around its path: nothing changed far from it
     ys, xs = np.nonzero(changed)
     assert ys.min() >= int(0.3 * h) - 8 and ys.max() <= int(0.45 * h) + 8
+    erased = erased_after != erased_before
+    assert erased.sum() > 100 and set(np.unique(erased_after[erased]).tolist()) == {0}
+    np.testing.assert_array_equal(undone, erased_before)
