@@ -279,7 +279,10 @@ class LandmarkParser:
         jaw_line_y = np.interp(xx, p[2:15, 0], p[2:15, 1], left=np.inf, right=np.inf)
         below_jaw = (yy > jaw_line_y - 2) & person
         neck_band = np.abs(xx - chin[0]) < 0.5 * face_w + 0.25 * np.maximum(yy - chin[1], 0)
-        neck = below_jaw & skin_loose & neck_band & ~lower_face
+        # the neck is usually in the chin's shadow: judge it by chroma, allowing darker skin
+        skin_chroma = _ColourModel(lab[samples], 0.0).distance(lab) < 3.0
+        shade_ok = lab[..., 0] > np.percentile(lab[..., 0][samples], 5) * 0.55
+        neck = below_jaw & (skin_loose | (skin_chroma & shade_ok)) & neck_band & ~lower_face
         neck = _open_close(neck, 3, 5)
         jaw_seed = _hull(np.zeros(shape, np.uint8), np.vstack([p[3:14], p[3:14] + [0, 0.25 * eye_dist]])).astype(bool)
         neck = _components_touching(neck, jaw_seed & ~lower_face)
