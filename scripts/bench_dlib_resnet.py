@@ -1,6 +1,6 @@
 """Benchmark and parity check of the PyTorch port of dlib's face-recognition ResNet.
 
-    .venv/bin/python scripts/bench_dlib_resnet.py [--repeats 15] [--threads 2]
+    .venv/bin/python scripts/bench_dlib_resnet.py [--repeats 15] [--threads 2,1]
 
 Prints: .dat parse and conversion time, cache load time, parity with dlib's own
 compute_face_descriptor on the six bundled photos (fp32 and fp64), forward latency per chip at
@@ -8,8 +8,10 @@ batch 1 and 8 (fp32, fp64, and fp32 forward+backward, which the concealment atta
 dlib's own descriptor latency measured in the same run. Chips are made by dlib itself (HOG
 detector, best-scoring face, 5-point predictor, get_face_chip(size=150, padding=0.25)).
 
-Timings are the median and the minimum of --repeats runs. The machine's cores may be shared:
-the load average is printed before and after, so contended numbers can be recognised.
+Timings are the median and the minimum of --repeats rounds; each round runs every variant once
+(torch and dlib alike), so contention on shared cores hits all of them. The load average is
+printed, so contended numbers can be recognised. torch is timed at each --threads count: on two
+oversubscribed cores one intra-op thread is often faster than two.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ def timings(fn, repeats: int, warmup: int = 2) -> tuple[float, float]:
     return statistics.median(samples), min(samples)
 
 
+def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict[str, tuple[float, float]]:
+    """(median, min) milliseconds per function, running them in turn each round."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_ >= warmup:
+                samples[name].append((time.perf_counter() - start) * 1000)
+    return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
+
+
 def fmt(ms: tuple[float, float], per: int = 1) -> str:
     return f"median {ms[0] / per:7.1f} ms   min {ms[1] / per:7.1f} ms"
 
@@ -47,17 +61,18 @@ def fmt(ms: tuple[float, float], per: int = 1) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", default="2,1", help="torch intra-op thread counts to time, comma-separated")
     args = parser.parse_args()
 
     import numpy as np
     import torch
     from PIL import Image
 
-    torch.set_num_threads(args.threads)
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    torch.set_num_threads(thread_counts[0])
     from idface.identity import dlib_resnet as dr
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
+    print(f"torch {torch.__version__}, {os.cpu_count()} cpus, "
           f"load average {os.getloadavg()[0]:.2f} (cores may be shared with other jobs)")
 
     # ---- conversion and cache
@@ -109,11 +124,13 @@ def main() -> int:
         verdict = "same" if ours < dr.SAME_PERSON_DISTANCE else "different"
         print(f"  {PHOTOS[a]:16s} {PHOTOS[b]:16s} {ours:.4f} / {theirs:.4f}  -> {verdict}")
 
-    # ---- latency
-    print(f"\nlatency per chip ({args.repeats} runs):")
-    rng = np.random.default_rng(0)
+    # ---- latency: every round runs each variant once, so shared-core contention hits all alike
     chips8 = [chips[i % len(chips)] for i in range(8)]
-    for size in (1, 8):
+    for threads, size in [(t, s) for t in thread_counts for s in (1, 8)]:
+        torch.set_num_threads(threads)
+        if size == 1:
+            print(f"\nlatency per chip, torch with {threads} thread(s) ({args.repeats} interleaved rounds, "
+                  f"load average {os.getloadavg()[0]:.2f}):")
         x = dr.chips_from_uint8(np.stack(chips8[:size]))
         x64 = x.double()
 
@@ -129,15 +146,20 @@ def main() -> int:
             xg = x.clone().requires_grad_(True)
             model(xg).square().sum().backward()
 
-        print(f"  batch {size}: torch fp32 forward      {fmt(timings(fwd32, args.repeats), size)}")
-        print(f"  batch {size}: torch fp64 forward      {fmt(timings(fwd64, args.repeats), size)}")
-        print(f"  batch {size}: torch fp32 fwd+backward {fmt(timings(fwd_bwd, args.repeats), size)}")
-        if size == 1:
-            dl = timings(lambda: recognizer.compute_face_descriptor(chips8[0]), args.repeats)
-        else:
-            dl = timings(lambda: recognizer.compute_face_descriptor(chips8[:size]), args.repeats)
-        print(f"  batch {size}: dlib compute_face_descriptor {fmt(dl, size)}")
-    del rng
+        def dlib_descriptor():
+            if size == 1:
+                recognizer.compute_face_descriptor(chips8[0])
+            else:
+                recognizer.compute_face_descriptor(chips8[:size])
+
+        variants = {
+            "torch fp32 forward": fwd32,
+            "torch fp64 forward": fwd64,
+            "torch fp32 fwd+backward": fwd_bwd,
+            "dlib compute_face_descriptor": dlib_descriptor,
+        }
+        for name, ms in interleaved(variants, args.repeats).items():
+            print(f"  batch {size}: {name:30s} {fmt(ms, size)}")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     return 0
 
