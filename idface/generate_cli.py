@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from idface.errors import InputError
+from idface.errors import InputError, WeightsNotFoundError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise InputError(f"the folder of --out, {str(out.parent)!r}, does not exist")
     engine = Engine(checkpoint=args.checkpoint)
+    if not engine.generator_ready:
+        raise WeightsNotFoundError(engine.generator_error)
     gen, _, _ = generate_from_photos(
         engine, args.mask, args.style, args.identity, args.identity_token, args.from_identity
     )

@@ -94,6 +94,7 @@ class Engine:
         self.pipeline = None
         self.checkpoint_label = "none"
         self.generator_help = GET_CHECKPOINT_HELP
+        self.generator_error = GET_CHECKPOINT_HELP  # the resolver's full message (every place tried)
         self._lock = threading.Lock()  # one generator/recognizer pass at a time per process
         self._recognizers: dict[str, Any] | None = None
         self._unavailable: dict[str, str] = {}
@@ -113,6 +114,7 @@ class Engine:
             if checkpoint or os.environ.get("IDFACE_CHECKPOINT"):
                 raise  # a checkpoint was named: not finding it is an error, not a fallback
             log.info("no generator checkpoint: %s", err)
+            self.generator_error = str(err)
             return
         source = getattr(self.pipeline, "source", None)
         self.checkpoint_label = source.describe() if source is not None else str(checkpoint)

@@ -42,3 +42,16 @@ def test_generate_cli_bad_input_is_one_line(plumbing_checkpoint, faces_dir, tmp_
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "does not exist" in err and "Traceback" not in err
+
+
+def test_generate_cli_without_any_checkpoint_says_where_it_looked(faces_dir, tmp_path, monkeypatch, capsys):
+    import idface.hub
+
+    monkeypatch.setattr(idface.hub, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.delenv("IDFACE_CHECKPOINT", raising=False)
+    code = main(["generate", "--mask", str(MASKS / "drawn_face.png"), "--style", str(faces_dir / "obama.jpg"),
+                 "--identity", str(faces_dir / "biden.jpg"), "--out", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "IDFACE_CHECKPOINT" in err and "idface-demo" in err
+    assert not (tmp_path / "o.png").exists()
