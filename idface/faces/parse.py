@@ -239,14 +239,8 @@ class LandmarkParser:
                    | _disc(shape, (p[21] + p[22]) / 2 + up * 0.25 * eye_dist, 0.6 * r))  # between the brows
         skin_model = _ColourModel(lab[samples])
         skin_d = skin_model.distance(lab)
-        skin_like = skin_d < 3.0
         skin_loose = skin_d < 4.5
         skin_strict = _ColourModel(lab[samples], 1.0).distance(lab) < 3.0  # lightness counts: hair is darker
-        # texture: hair is busy, skin is smooth (local standard deviation of lightness)
-        light = lab[..., 0]
-        mean = cv2.blur(light, (7, 7))
-        local_std = np.sqrt(np.maximum(cv2.blur(light * light, (7, 7)) - mean * mean, 0))
-        smooth = local_std < max(3.0, 2.5 * float(np.median(local_std[samples])))
 
         # --- person vs background: GrabCut at half resolution -----------------------------------
         chin = p[8]
@@ -256,8 +250,8 @@ class LandmarkParser:
         person = (person & valid) | face_area
 
         # --- skin: lower face always; forehead where skin-coloured and connected -----------------
-        # the forehead may rise above the outline (receding hair): follow smooth skin upwards
-        # between the outer brow ends, up to 1.3 eye distances above the brows
+        # the forehead may rise above the outline (receding hair): a half ellipse above the brows,
+        # as wide as the jaw and 1.3 eye distances high, where skin may continue
         brow_top = float(p[17:27, 1].min())
         fx, fy = (p[0, 0] + p[16, 0]) / 2, brow_top
         half_w = 0.47 * (p[16, 0] - p[0, 0])

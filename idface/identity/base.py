@@ -17,12 +17,16 @@ Three ways in:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from idface.errors import InputError
 from idface.faces.align import frame_to_template
+
+if TYPE_CHECKING:
+    from idface.faces import FaceInfo
 
 
 class Recognizer(ABC):
@@ -60,7 +64,7 @@ class Recognizer(ABC):
         chips = frame_to_template(images.to(self.device), self.template, self.input_size)
         return self._forward(chips)
 
-    def embed_photo(self, photo, detector: str = "auto") -> tuple[np.ndarray, "FaceInfo"]:  # noqa: F821
+    def embed_photo(self, photo, detector: str = "auto") -> tuple[np.ndarray, FaceInfo]:
         """Any photo (path, bytes, PIL, array) -> (embedding [D] float32, FaceInfo)."""
         from idface.faces import crop_face
 
