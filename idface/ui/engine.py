@@ -86,6 +86,19 @@ def parse_class_sources(value: Any) -> dict[int, str]:
     return {class_index(str(name)): "identity" for name in value}
 
 
+def where_in_photo(box, shape) -> str:
+    """'on the left' / 'in the middle' / 'at the top right' ... for a face box in a photo."""
+    h, w = shape[:2]
+    cx, cy = (box[0] + box[2]) / 2 / w, (box[1] + box[3]) / 2 / h
+    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else ""
+    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else ""
+    if not row and not col:
+        return "in the middle"
+    if not row:
+        return f"on the {col}"
+    return f"at the {row} {col}".rstrip() if col else f"at the {row}"
+
+
 class Engine:
     """Faces, recognizers and (when a checkpoint exists) the generator, on the CPU by default."""
 
@@ -181,10 +194,13 @@ class Engine:
                 aligned = prepare_face(rgb)
             except ImportError as err:  # a face model package missing from this install
                 raise UnavailableError(f"face parsing is not available here ({err})") from None
+            message = str(aligned.message or "")
+            if aligned.faces_found > 1:
+                message += f"; that is the face {where_in_photo(aligned.face.box, rgb.shape)} of the photo"
             face = PreparedFace(
                 aligned=np.asarray(aligned.image, dtype=np.uint8),
                 label_map=validate_label_map(aligned.label_map),
-                message=str(aligned.message or ""),
+                message=message,
                 faces_found=int(aligned.faces_found),
             )
             for name, (emb,) in self._embed_frames([face.aligned]).items():

@@ -50,3 +50,26 @@ def test_no_face_is_a_message_not_a_crash(handlers, tmp_path):
     state, msg, crop = handlers.prepare_face(str(flat), "style face")
     assert state is None and crop is None
     assert msg.startswith("**Problem:**") and "face" in msg
+
+
+def test_several_faces_message_says_which_one_was_used(handlers, faces_dir):
+    import numpy as np
+    from PIL import Image
+
+    left = Image.open(faces_dir / "obama.jpg").convert("RGB").resize((300, 400))
+    right = Image.open(faces_dir / "biden.jpg").convert("RGB").resize((300, 400))
+    both = Image.new("RGB", (600, 400))
+    both.paste(left, (0, 0))
+    both.paste(right, (300, 0))
+    face, msg, _ = handlers.prepare_face(np.asarray(both), "style face")
+    assert face is not None and face.faces_found == 2
+    assert "2 faces" in msg and "that is the face" in msg and ("left" in msg or "right" in msg)
+
+
+def test_where_in_photo_words():
+    from idface.ui.engine import where_in_photo
+
+    assert where_in_photo([0, 0, 10, 10], (100, 100)) == "at the top left"
+    assert where_in_photo([45, 45, 55, 55], (100, 100)) == "in the middle"
+    assert where_in_photo([80, 40, 95, 60], (100, 100)) == "on the right"
+    assert where_in_photo([40, 80, 60, 95], (100, 100)) == "at the bottom"
