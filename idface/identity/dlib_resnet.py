@@ -673,13 +673,13 @@ def load_dlib_resnet(
             state = None
     if state is None:
         state, metadata = convert_dlib_resnet(source)
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
             save_file(state, str(tmp), metadata=metadata)
             os.replace(tmp, cached)  # atomic: parallel loaders never see half a file
-        except OSError:
-            pass  # read-only location: run from the converted weights without caching
+        except OSError:  # read-only or full disk: run from the converted weights without caching
+            tmp.unlink(missing_ok=True)
 
     with torch.device("meta"):  # no random init of 5.6M weights that are overwritten anyway
         model = DlibResNet()
