@@ -139,9 +139,32 @@ def tiny() -> ModelConfig:
     )
 
 
+def demo() -> ModelConfig:
+    """The bundled demo checkpoint (weights/idface-demo, configs/demo.json): 128x128, dlib ResNet
+    identity (128-d), about 1.6M parameters, sized to train in about an hour on two CPU cores."""
+    return ModelConfig(
+        name="demo",
+        image_size=128,
+        style_dim=32,
+        style_encoder_channels=(16, 32, 64, 128),
+        style_scales=3,
+        identity_dim=128,
+        identity_recognizer="dlib-resnet",
+        mask_embed_size=32,
+        generator_channels=(256, 128, 64, 32, 16),
+        attention_heads=(4, 2, 2, 1),
+        attention_head_dim=(32, 32, 16, 16),
+        self_attention=(True, False, False, False),
+        ff_mult=2,
+        norm_groups=8,
+        identity_loss_weight=2.0,
+    )
+
+
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "paper-256": paper_256,
     "tiny": tiny,
+    "demo": demo,
 }
 
 
