@@ -22,17 +22,19 @@ from idface.ui.handlers import (  # noqa: E402
 
 TITLE = "idface · identity-aware face synthesis"
 INTRO = (
-    "Paint a face **mask** (which part of the picture is hair, skin, eyes, ...), pick a **style face** "
-    "(how each part looks) and an **identity face** (who face recognition should see). The generator "
-    "paints a new, synthetic face; the bars show what face-recognition systems think it is. "
-    "Based on Tarollo et al., *Adversarial Identity Injection for Semantic Face Image Synthesis* "
-    "(CVPR 2024 Workshops). Uploaded photos are used only for this session and never stored."
+    "Pick a **style face** (how each part looks) and an **identity face** (who face recognition should "
+    "see), paint the **mask** (where hair, skin, eyes... go), and the generator paints a new, synthetic "
+    "face; the bars show who face-recognition systems think it is. Method: Tarollo et al., "
+    "*Adversarial Identity Injection for Semantic Face Image Synthesis* (CVPR 2024 Workshops). "
+    "Photos you upload are used only during your visit and never stored."
 )
 CSS = f"""
 .face-style img {{ border: 3px solid {STYLE_COLOR}; border-radius: 6px; }}
 .face-identity img {{ border: 3px solid {IDENTITY_COLOR}; border-radius: 6px; }}
 .step-title {{ margin-bottom: 0 !important; }}
 #status {{ min-height: 1.5em; }}
+.result-row > div {{ min-width: 0 !important; flex: 1 1 0 !important; }}
+.result-row img {{ object-fit: contain; }}
 .ex-title p {{ margin: 0 !important; font-size: 13px; }}
 footer {{ display: none !important; }}
 """
@@ -104,12 +106,12 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
         with gr.Column(scale=5, min_width=380):
             gr.Markdown("### 3 · Result", elem_classes="step-title")
             status = gr.Markdown(elem_id="status")
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=True, elem_classes="result-row"):
                 style_crop = gr.Image(label="Style face", elem_classes="face-style", **generated_kw)
                 identity_crop = gr.Image(label="Identity face", elem_classes="face-identity", **generated_kw)
                 generated = gr.Image(label="Generated", elem_id="generated", **generated_kw)
             bars = gr.HTML(identity_bars_html(None), elem_id="identity_bars")
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=True, elem_classes="result-row"):
                 mask_pic = gr.Image(label="Mask used", elem_id="mask_used", **generated_kw)
                 attention_pic = gr.Image(label="Attention map", **generated_kw)
             token = gr.Dropdown(display_token_names(), value="identity", label="Attention map of token")
