@@ -36,7 +36,6 @@ CSS = f"""
 .result-row > div {{ min-width: 0 !important; flex: 1 1 0 !important; }}
 .result-row img {{ object-fit: contain; }}
 .ex-title p {{ margin: 0 !important; font-size: 13px; }}
-footer {{ display: none !important; }}
 """
 SESSION_TTL_S = 3600
 MAX_QUEUE = int(os.environ.get("IDFACE_MAX_QUEUE", "32"))
