@@ -167,12 +167,16 @@ def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, s
         raise InputError(f"the parser found none of the regions {', '.join(region_names(classes))} on this face")
     s = PhotoAttackSettings(**(settings or {}))
     targets = make_targets(rgb, face, attacked, references)
+    transfer_targets = make_targets(rgb, face, transfer, references)
     attack = PhotoAttack(rgb, face, mask, targets, goal, s)
-    result = attack.run(progress)
-    all_targets = targets + make_targets(rgb, face, transfer, references)
     margin_of = attack._margin
-    verified = verify_photo(result.image, all_targets, goal, margin_of)
-    unattacked = verify_photo(rgb, all_targets, goal, margin_of)
+    unattacked = verify_photo(rgb, targets + transfer_targets, goal, margin_of)
+    result = attack.run(progress, unattacked=unattacked)
+    # the attacked recognizers' verdicts on the returned image were just computed by the attack
+    # (same function); the recognizers not attacked are scored here (transfer)
+    verified = dict(result.verified)
+    if transfer_targets:
+        verified.update(verify_photo(result.image, transfer_targets, goal, margin_of))
     changed = np.any(result.image != rgb, axis=-1)
     extra = {
         "regions": region_names(classes),

@@ -56,7 +56,7 @@ class PhotoAttackSettings:
     max_seconds: float | None = 180.0
     lr: float = 0.01                 # Adam, [0, 1] pixel units
     samples: int = 2                 # transformations per step (expectation)
-    check_every: int = 5             # steps between real verifications (once the loss says done)
+    check_every: int = 2             # steps between real verifications (once the loss says done)
     margin: float | None = None      # past the threshold, recognizer units (None: DEFAULT_MARGIN)
     overshoot: float = 0.08          # the loss keeps pushing this far past the margin
     scale_range: tuple[float, float] = (0.5, 1.0)
@@ -293,14 +293,19 @@ class PhotoAttack:
         return (raw_reached, reached, worst)
 
     # ---- the loop ----
-    def run(self, progress: Callable[[int, dict], None] | None = None) -> PhotoAttackResult:
+    def run(self, progress: Callable[[int, dict], None] | None = None,
+            unattacked: dict | None = None) -> PhotoAttackResult:
+        """Optimise. `unattacked`: verify() of the input photo, when the caller already has it."""
         s = self.s
         rng = np.random.default_rng(s.seed)
         torch.manual_seed(s.seed)
         start = time.perf_counter()
         delta = torch.zeros_like(self.base, requires_grad=True)
         optimiser = Adam(delta, lr=s.lr)
-        best_image, best_verified, best_rank = self.photo.copy(), self.verify(self.photo), None
+        if unattacked is None:
+            unattacked = self.verify(self.photo)
+        best_image = self.photo.copy()
+        best_verified = {t.recognizer.name: unattacked[t.recognizer.name] for t in self.targets}
         best_rank = self._rank(best_verified)
         stopped, step, history = "step limit", 0, []
         if self._done(best_verified):

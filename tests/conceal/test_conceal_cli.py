@@ -1,0 +1,63 @@
+"""`python -m idface conceal`: dodging on a real photo through the command line, JSON report
+checked against dlib itself, synthetic-marked PNG, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conceal_reference import reference_psnr, reference_ssim
+
+from idface.cli import main
+from idface.images import load_image
+from idface.ui.outputs import read_png_metadata
+
+
+@pytest.mark.slow
+def test_dodge_from_the_command_line(faces_dir, tmp_path, capsys, judge):
+    out = tmp_path / "dodged.png"
+    code = main(["conceal", "--photo", str(faces_dir / "grace_hopper.jpg"), "--goal", "dodge",
+                 "--regions", "face", "--attack", "dlib-resnet", "--out", str(out), "--json",
+                 "--steps", "40", "--min-psnr", "30"])
+    rep = json.loads(capsys.readouterr().out)
+    assert code == (0 if rep["success"] else 3)
+    assert rep["success"], rep
+    result = load_image(out)
+    original = load_image(faces_dir / "grace_hopper.jpg")
+    # the per-recognizer record the issue asks for, with the numbers dlib itself gives
+    entry = rep["recognizers"]["dlib-resnet"]
+    for key in ("similarity_to_source", "similarity_to_target", "same_as_source", "recompressed"):
+        assert key in entry
+    assert entry["similarity_to_target"] is None  # dodging has no target
+    d = judge.distance(result, original)
+    assert d >= 0.6 and not entry["same_as_source"]
+    assert entry["similarity_to_source"] == pytest.approx(d, abs=0.01)
+    assert rep["psnr"] == pytest.approx(reference_psnr(original, result), abs=1e-3) and rep["psnr"] >= 30
+    assert rep["ssim"] == pytest.approx(reference_ssim(original, result), abs=2e-3)
+    assert rep["seconds"] > 0 and rep["out"] == str(out)
+    meta = read_png_metadata(out)
+    assert meta["idface:synthetic"] == "true"
+    assert json.loads(meta["idface:settings"])["goal"] == "dodge"
+
+
+def test_errors_are_one_line(faces_dir, tmp_path, capsys):
+    code = main(["conceal", "--photo", str(faces_dir / "obama.jpg"), "--goal", "impersonate",
+                 "--out", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "target" in err and len(err.splitlines()) == 1
+    code = main(["conceal", "--photo", str(faces_dir / "obama.jpg"), "--target", str(faces_dir / "biden.jpg"),
+                 "--out", str(tmp_path / "o.jpg")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and ".png" in err and len(err.splitlines()) == 1
+    blank = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+    code = main(["conceal", "--photo", str(blank), "--goal", "dodge", "--out", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "no face" in err and len(err.splitlines()) == 1
+    code = main(["conceal", "--photo", str(faces_dir / "obama.jpg"), "--goal", "dodge", "--regions", "wings",
+                 "--out", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "unknown region" in err
