@@ -108,7 +108,8 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
             with gr.Row(equal_height=True, elem_classes="result-row"):
                 style_crop = gr.Image(label="Style face", elem_classes="face-style", **generated_kw)
                 identity_crop = gr.Image(label="Identity face", elem_classes="face-identity", **generated_kw)
-                generated = gr.Image(label="Generated", elem_id="generated", **generated_kw)
+                generated = gr.Image(label="Generated" if engine.generator_ready else "Generated (no checkpoint)",
+                                     elem_id="generated", **generated_kw)
             bars = gr.HTML(identity_bars_html(None), elem_id="identity_bars")
             with gr.Row(equal_height=True, elem_classes="result-row"):
                 mask_pic = gr.Image(label="Mask used", elem_id="mask_used", **generated_kw)
