@@ -274,7 +274,8 @@ class LandmarkParser:
         below_jaw = (yy > jaw_line_y - 2) & person
         neck_band = np.abs(xx - chin[0]) < 0.5 * face_w + 0.25 * np.maximum(yy - chin[1], 0)
         # the neck is usually in the chin's shadow: judge it by chroma, allowing darker skin
-        skin_chroma = _ColourModel(lab[samples], 0.0).distance(lab) < 3.0
+        chroma_d = _ColourModel(lab[samples], 0.0).distance(lab)
+        skin_chroma = chroma_d < 3.0
         shade_ok = lab[..., 0] > np.percentile(lab[..., 0][samples], 5) * 0.55
         neck = below_jaw & (skin_loose | (skin_chroma & shade_ok)) & neck_band & ~lower_face
         neck = _open_close(neck, 3, 5)
@@ -286,15 +287,20 @@ class LandmarkParser:
         for side, jaw_idx, outer in (("left", slice(0, 4), p[0]), ("right", slice(13, 17), p[16])):
             direction = -1 if side == "left" else 1
             x_near = outer[0] - direction * 0.05 * eye_dist
-            x_far = outer[0] + direction * 0.45 * eye_dist
-            y_top = outer[1] - 0.2 * eye_dist
-            y_bot = p[jaw_idx][-1, 1] + 0.1 * eye_dist
+            x_far = outer[0] + direction * 0.5 * eye_dist
+            y_top = outer[1] - 0.35 * eye_dist
+            y_bot = p[jaw_idx][:, 1].max() + 0.1 * eye_dist
             box = ((xx - x_near) * direction >= 0) & ((x_far - xx) * direction >= 0) & (yy >= y_top) & (yy <= y_bot)
-            cand = _open_close(box & skin_loose & person & ~lower_face, 2, 3)
-            touching_face = cv2.dilate(lower_face.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+            ear_skin = skin_loose | ((chroma_d < 4.5) & shade_ok)  # ears are often redder and shaded
+            cand = _open_close(box & ear_skin & person & ~lower_face, 2, 3)
+            reach = 2 * int(0.12 * eye_dist) + 1  # a thin shadow or hair strand may separate ear and cheek
+            touching_face = cv2.dilate(lower_face.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool)
             ear = _components_touching(cand, touching_face)
             if ear.sum() < 0.02 * eye_dist ** 2:  # hidden by hair or too small to trust
                 ear = np.zeros(shape, bool)
+            else:  # the shaded folds inside the ear fail the colour test: take the outline's hull
+                ys, xs = np.nonzero(ear)
+                ear = _hull(np.zeros(shape, np.uint8), np.stack([xs, ys], 1)).astype(bool) & box & person & ~lower_face
             ears[side] = ear
 
         # --- hair vs clothes among the remaining person pixels ----------------------------------
