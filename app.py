@@ -192,7 +192,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
 
 
 def build_demo(engine: Engine | None = None) -> gr.Blocks:
-    engine = engine or Engine(checkpoint=os.environ.get("IDFACE_CHECKPOINT") or None)
+    engine = engine or Engine(strict=False)  # checkpoint from IDFACE_CHECKPOINT or weights/ (idface.hub)
     with gr.Blocks(title="idface", delete_cache=(300, 900), analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         if engine.generator_ready:

@@ -102,7 +102,10 @@ def where_in_photo(box, shape) -> str:
 class Engine:
     """Faces, recognizers and (when a checkpoint exists) the generator, on the CPU by default."""
 
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu", load_generator: bool = True):
+    def __init__(self, checkpoint: str | None = None, device: str = "cpu", load_generator: bool = True,
+                 strict: bool = True):
+        """strict: a checkpoint that was named (argument or IDFACE_CHECKPOINT) but cannot be loaded
+        raises; with strict=False (the app) the engine starts without a generator and says why."""
         self.device = torch.device(device)
         self.pipeline = None
         self.checkpoint_label = "none"
@@ -111,6 +114,7 @@ class Engine:
         self._lock = threading.Lock()  # one generator/recognizer pass at a time per process
         self._recognizers: dict[str, Any] | None = None
         self._unavailable: dict[str, str] = {}
+        self.strict = strict
         if load_generator:
             self._load_pipeline(checkpoint)
 
@@ -123,11 +127,14 @@ class Engine:
             return
         try:
             self.pipeline = IdFacePipeline.from_pretrained(checkpoint, precision=PRECISION)
-        except WeightsNotFoundError as err:
-            if checkpoint or os.environ.get("IDFACE_CHECKPOINT"):
+        except IdfaceError as err:  # not found, or a mismatching / broken checkpoint
+            named = bool(checkpoint or os.environ.get("IDFACE_CHECKPOINT"))
+            if self.strict and (named or not isinstance(err, WeightsNotFoundError)):
                 raise  # a checkpoint was named: not finding it is an error, not a fallback
-            log.info("no generator checkpoint: %s", err)
+            log.warning("generator not loaded: %s", err)
             self.generator_error = str(err)
+            if named or not isinstance(err, WeightsNotFoundError):
+                self.generator_help = f"The generator checkpoint could not be loaded: {err}"
             return
         source = getattr(self.pipeline, "source", None)
         self.checkpoint_label = source.describe() if source is not None else str(checkpoint)

@@ -73,3 +73,16 @@ def test_where_in_photo_words():
     assert where_in_photo([45, 45, 55, 55], (100, 100)) == "in the middle"
     assert where_in_photo([80, 40, 95, 60], (100, 100)) == "on the right"
     assert where_in_photo([40, 80, 60, 95], (100, 100)) == "at the bottom"
+
+
+def test_app_starts_with_a_broken_checkpoint_setting_and_says_why(monkeypatch, tmp_path):
+    import app
+
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setenv("IDFACE_CHECKPOINT", str(tmp_path))  # a folder without model.safetensors
+    engine = Engine(strict=False)
+    assert not engine.generator_ready
+    assert "could not be loaded" in engine.generator_help and "model.safetensors" in engine.generator_help
+    assert app.build_demo(engine) is not None
+    with pytest.raises(Exception, match="model.safetensors"):
+        Engine()  # the CLI's strict engine refuses
