@@ -16,11 +16,14 @@ The landmark parser ("landmarks"):
 - landmarks: dlib's 68-point model (shape_predictor_68_face_landmarks.dat, trained on iBUG 300-W:
   NON-COMMERCIAL use only), found on the aligned frame;
 - eyes, brows, nose, upper/lower lip and inner mouth: polygons on those landmarks;
-- skin, neck, ears: a skin-colour model (Gaussian in Lab, fitted on cheek and nose-bridge
-  pixels) inside the face outline, below the jaw and beside it;
+- skin, neck, ears: a skin-colour model (Gaussian in Lab, fitted on cheek, nose-bridge and
+  between-the-brows pixels) inside the face outline; the forehead goes to skin or hair by the
+  nearer of the skin model and a hair model from the top of the head; neck and ears (below and
+  beside the jaw) are judged by chroma, since they are usually in shadow;
 - hair / clothes / background: GrabCut separates the person from the background (seeded with the
-  face, a head ellipse and the body below it); person pixels that are not skin are hair above the
-  shoulders and clothes below, split by colour models of the top of the head and of the chest.
+  face, a head ellipse and the body below it; padding outside the photo is background); person
+  pixels that are not skin are hair or clothes by the nearer colour model (top of the head vs the
+  bottom rows), each kept only where joined to its seeds.
 It cannot produce: eye_g (eyeglasses), hat, ear_r (earring), neck_l (necklace) -- those pixels
 come out as the class underneath (skin, hair, neck). Side convention: l_* is the side on the
 image's left (LEFT_IS_IMAGE_LEFT; flip with labels.FLIP_PERMUTATION if a dataset disagrees).
