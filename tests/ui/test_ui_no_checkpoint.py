@@ -86,3 +86,11 @@ def test_app_starts_with_a_broken_checkpoint_setting_and_says_why(monkeypatch, t
     assert app.build_demo(engine) is not None
     with pytest.raises(Exception, match="model.safetensors"):
         Engine()  # the CLI's strict engine refuses
+
+
+def test_api_generate_without_generator_is_a_readable_error(handlers, faces_dir):
+    import gradio as gr
+
+    masks = faces_dir.parent / "masks"
+    with pytest.raises(gr.Error, match="No generator checkpoint was found"):
+        handlers.api_generate(str(masks / "drawn_face.png"), str(faces_dir / "obama.jpg"), str(faces_dir / "biden.jpg"))
