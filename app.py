@@ -15,6 +15,7 @@ import gradio as gr  # noqa: E402
 from idface.labels import CLASS_NAMES, DISPLAY_NAMES  # noqa: E402
 from idface.ui.bars import IDENTITY_COLOR, STYLE_COLOR, identity_bars_html  # noqa: E402
 from idface.ui.canvas import mask_editor  # noqa: E402
+from idface.ui.conceal_panel import conceal_tab  # noqa: E402
 from idface.ui.engine import Engine, display_token_names  # noqa: E402
 from idface.ui.handlers import (  # noqa: E402
     EXAMPLE_STRIP_CSS, EXAMPLE_STRIP_JS, Handlers, example_faces, example_masks, example_strip_html,
@@ -204,6 +205,8 @@ def build_demo(engine: Engine | None = None) -> gr.Blocks:
                 synthesis_tab(demo, engine)
             # More panels go here as tabs, each built by a function in idface/ui/ taking the
             # engine (e.g. the Conceal panel of issue 6: `with gr.Tab("Conceal"): conceal_tab(engine)`).
+            with gr.Tab("Conceal", id="conceal"):
+                conceal_tab(engine)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
     return demo
 
