@@ -1,0 +1,162 @@
+"""Concealment benchmark over the bundled photos (assets/faces), photo mode, dlib recognizer attacked.
+
+    .venv/bin/python scripts/bench_conceal.py                  # every pair + dodging (long: ~30 runs)
+    .venv/bin/python scripts/bench_conceal.py --limit 2        # first 2 pairs only (development)
+    .venv/bin/python scripts/bench_conceal.py --json out.json  # also write every record
+
+Impersonation: every ordered pair (A, B) of DIFFERENT people (the three Obama photos are never
+paired with each other). Success = dlib itself (its own detector, 5-point chip and ResNet, not the
+PyTorch port the attack uses) finds the result within 0.6 of B; also after JPEG 75 + half-size.
+Dodging: every photo; success = dlib finds the result at 0.6 or more from the original (and, for
+the Obama photos, from the other two Obama photos: an unseen photo of the same person).
+Prints one line per run, then the summary: success rates, PSNR (whole photo and changed region),
+SSIM, wall time and CPU time per photo (the machine is shared; CPU time is what the run itself used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PHOTOS = {  # file -> person
+    "astronaut.png": "collins", "grace_hopper.jpg": "hopper", "obama.jpg": "obama",
+    "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "biden",
+}
+
+
+class DlibJudge:
+    def __init__(self):
+        import dlib
+
+        from idface.identity.dlib_resnet import RESNET_FILE, dlib_model_path
+
+        self.dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(dlib_model_path("shape_predictor_5_face_landmarks.dat")))
+        self.net = dlib.face_recognition_model_v1(str(dlib_model_path(RESNET_FILE)))
+
+    def descriptor(self, rgb: np.ndarray) -> np.ndarray | None:
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        for upsample in (0, 1, 2):
+            boxes, scores, _ = self.detector.run(rgb, upsample)
+            if len(boxes):
+                break
+        if not len(boxes):
+            return None
+        shape = self.predictor(rgb, boxes[int(np.argmax(scores))])
+        chip = self.dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
+        return np.array(self.net.compute_face_descriptor(chip), dtype=np.float64)
+
+
+def recompress_pillow(rgb: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    buf = io.BytesIO()
+    Image.fromarray(rgb).resize((w // 2, h // 2), Image.BOX).save(buf, format="JPEG", quality=75)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def distance(judge, a, b_desc) -> float | None:
+    d = judge.descriptor(a)
+    return None if d is None or b_desc is None else float(np.linalg.norm(d - b_desc))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="only the first N impersonation pairs")
+    parser.add_argument("--no-dodge", action="store_true")
+    parser.add_argument("--regions", default="face")
+    parser.add_argument("--min-psnr", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None, help="write every record here")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from idface.conceal import conceal
+    from idface.images import load_image
+
+    judge = DlibJudge()
+    faces = ROOT / "assets" / "faces"
+    photos = {name: load_image(faces / name) for name in PHOTOS}
+    desc = {name: judge.descriptor(rgb) for name, rgb in photos.items()}
+    pairs = [(a, b) for a in PHOTOS for b in PHOTOS if PHOTOS[a] != PHOTOS[b]]
+    if args.limit:
+        pairs = pairs[: args.limit]
+    runs = [("impersonate", a, b) for a, b in pairs]
+    if not args.no_dodge:
+        runs += [("dodge", a, None) for a in PHOTOS]
+    settings = {"min_psnr": args.min_psnr}
+    records = []
+    print(f"{len(runs)} runs, photo mode, regions {args.regions}, dlib-resnet attacked, PSNR >= {args.min_psnr} dB, "
+          f"{args.threads} threads", flush=True)
+    for goal, a, b in runs:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = conceal(photos[a], None if b is None else photos[b], goal=goal, mode="photo", regions=args.regions,
+                         attack="dlib-resnet", settings=settings)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        rep, out = result.report, result.image
+        small = recompress_pillow(out)
+        rec = {"goal": goal, "a": a, "b": b, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+               "steps": rep["steps"], "stopped": rep["stopped"], "psnr": rep["psnr"], "psnr_region": rep["psnr_region"],
+               "ssim": rep["ssim"], "port_success": rep["success"],
+               "port_success_recompressed": rep["success_after_recompression"]}
+        if goal == "impersonate":
+            d_raw, d_rc = distance(judge, out, desc[b]), distance(judge, small, desc[b])
+            rec.update(dlib_to_b=d_raw, dlib_to_b_recompressed=d_rc,
+                       success=d_raw is not None and d_raw < 0.6,
+                       success_recompressed=d_rc is not None and d_rc < 0.6)
+        else:
+            d_raw, d_rc = distance(judge, out, desc[a]), distance(judge, small, desc[a])
+            rec.update(dlib_to_a=d_raw, dlib_to_a_recompressed=d_rc,
+                       success=d_raw is None or d_raw >= 0.6,
+                       success_recompressed=d_rc is None or d_rc >= 0.6)
+            others = [o for o in PHOTOS if o != a and PHOTOS[o] == PHOTOS[a]]
+            if others:
+                rec["dlib_to_other_photos_of_a"] = {o: distance(judge, out, desc[o]) for o in others}
+                rec["dodges_other_photos_of_a"] = all(v is None or v >= 0.6 for v in rec["dlib_to_other_photos_of_a"].values())
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+
+    def summary(goal: str) -> dict:
+        rs = [r for r in records if r["goal"] == goal]
+        if not rs:
+            return {}
+        out = {
+            "runs": len(rs),
+            "success": f"{sum(r['success'] for r in rs)}/{len(rs)}",
+            "success_after_jpeg75_half": f"{sum(r['success_recompressed'] for r in rs)}/{len(rs)}",
+            "psnr_min": min(r["psnr"] for r in rs), "psnr_median": statistics.median(r["psnr"] for r in rs),
+            "psnr_region_median": statistics.median(r["psnr_region"] for r in rs),
+            "ssim_min": min(r["ssim"] for r in rs),
+            "steps_median": statistics.median(r["steps"] for r in rs),
+            "wall_s_median": statistics.median(r["wall_s"] for r in rs), "wall_s_max": max(r["wall_s"] for r in rs),
+            "cpu_s_median": statistics.median(r["cpu_s"] for r in rs),
+        }
+        if goal == "dodge":
+            extra = [r["dodges_other_photos_of_a"] for r in rs if "dodges_other_photos_of_a" in r]
+            if extra:
+                out["dodges_other_photos_of_same_person"] = f"{sum(extra)}/{len(extra)}"
+        return out
+
+    result = {"impersonate": summary("impersonate"), "dodge": summary("dodge")}
+    print("SUMMARY " + json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": result, "records": records}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
