@@ -93,10 +93,10 @@ def test_own_dlib_template_and_frame_path_agree_with_dlib_chip(dlib_rec, faces_d
         rgb, det = locate_face(faces_dir / name)
         ref, _ = dlib_rec.embed_photo(rgb)
         chip, _ = align_face(rgb, det.chosen.landmarks, "dlib", dlib5=det.chosen.dlib5)
-        assert dlib_rec.score(dlib_rec.embed_chip_uint8(chip), ref) < 0.12
+        assert dlib_rec.score(dlib_rec.embed_chip_uint8(chip), ref) < 0.08  # 0.058 / 0.044 measured
         frame = prepare_face(rgb, parse=False).image
         x = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div(255)
-        assert dlib_rec.score(dlib_rec.embed_frame(x)[0].numpy(), ref) < 0.15
+        assert dlib_rec.score(dlib_rec.embed_frame(x)[0].numpy(), ref) < 0.09  # 0.062 / 0.044 measured
 
 
 def test_scores_on_tensors_are_differentiable(dlib_rec):
