@@ -96,3 +96,14 @@ def test_arcface_listed_when_its_weights_are_local(capsys, faces_dir, tmp_path, 
     (record,) = json.loads(out)
     assert record["available"] and record["recognizer"] == "arcface" and record["threshold"] == 0.241
     assert -1.0 <= record["similarity"] <= 1.0 and isinstance(record["same_person"], bool)
+
+
+def test_download_flag_offline_reports_why(capsys, faces_dir):
+    """--download asks for ArcFace's weights; offline (HF_HUB_OFFLINE=1) nothing is fetched and
+    the record says where it looked."""
+    code, out, _ = run_cli(capsys, faces_dir / "obama.jpg", faces_dir / "obama2.jpg", "--json", "--download",
+                           "--recognizer", "arcface")
+    assert code == 1  # the only recognizer asked for cannot run
+    (record,) = json.loads(out)
+    assert record["available"] is False and "arcface unavailable" in record["reason"]
+    assert "downloads off" in record["reason"]
