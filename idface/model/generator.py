@@ -94,8 +94,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = self.to_qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)                   # [B, heads, N, d], fused
+        qkv = self.to_qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.contiguous()                                       # 3 x [B, heads, N, d]
+        out = F.scaled_dot_product_attention(q, k, v)                   # fused: no N x N matrix
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
