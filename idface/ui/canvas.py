@@ -80,6 +80,8 @@ CSS_TEMPLATE = """
   background: var(--background-fill-secondary); cursor: pointer; color: var(--body-text-color); }
 .tools .tool.on { outline: 2px solid var(--color-accent); }
 .tools .ghost-l { display: inline-flex; align-items: center; gap: 4px; margin-left: auto; }
+.tools input[type=checkbox] { appearance: auto; -webkit-appearance: checkbox; width: 14px; height: 14px; accent-color: var(--color-accent); }
+.tools input[type=range] { accent-color: var(--color-accent); }
 .stage { position: relative; width: 100%; max-width: 420px; aspect-ratio: 1 / 1; margin: 0 auto;
   border-radius: 8px; overflow: hidden; border: 1px solid var(--border-color-primary); }
 .stage canvas, .stage img { position: absolute; inset: 0; width: 100%; height: 100%; }
