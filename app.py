@@ -23,11 +23,14 @@ from idface.ui.handlers import (  # noqa: E402
 
 TITLE = "idface · identity-aware face synthesis"
 INTRO = (
+    "Synthetic faces with an identity you choose, and what face-recognition systems make of them. "
+    "Method: Tarollo et al., *Adversarial Identity Injection for Semantic Face Image Synthesis* "
+    "(CVPR 2024 Workshops). Photos you upload are used only during your visit and never stored."
+)
+SYNTH_INTRO = (
     "Pick a **style face** (how each part looks) and an **identity face** (who face recognition should "
     "see), paint the **mask** (where hair, skin, eyes... go), and the generator paints a new, synthetic "
-    "face; the bars show who face-recognition systems think it is. Method: Tarollo et al., "
-    "*Adversarial Identity Injection for Semantic Face Image Synthesis* (CVPR 2024 Workshops). "
-    "Photos you upload are used only during your visit and never stored."
+    "face; the bars show who face-recognition systems think it is."
 )
 CSS = f"""
 .face-style img {{ border: 3px solid {STYLE_COLOR}; border-radius: 6px; }}
@@ -64,6 +67,8 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
     style_state = gr.State(None, time_to_live=SESSION_TTL_S)
     identity_state = gr.State(None, time_to_live=SESSION_TTL_S)
     last_gen = gr.State(None, time_to_live=SESSION_TTL_S)
+
+    gr.Markdown(SYNTH_INTRO)
 
     with gr.Row(equal_height=False):
         # ---- 1. faces ----
