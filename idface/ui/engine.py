@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from idface.labels import CLASS_NAMES, DISPLAY_NAMES, NUM_CLASSES, validate_labe
 
 log = logging.getLogger(__name__)
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # The editor and the display work in the faces package's generator frame (256 x 256).
 FRAME_SIZE = 256
 IDENTITY_SOURCES = ("identity", "style", "none")
@@ -137,7 +139,8 @@ class Engine:
                 self.generator_help = f"The generator checkpoint could not be loaded: {err}"
             return
         source = getattr(self.pipeline, "source", None)
-        self.checkpoint_label = source.describe() if source is not None else str(checkpoint)
+        label = source.describe() if source is not None else str(checkpoint)
+        self.checkpoint_label = label.replace(str(REPO_ROOT) + os.sep, "")  # weights/... not /abs/path/weights/...
 
     @property
     def generator_ready(self) -> bool:
