@@ -108,12 +108,15 @@ class IdFacePipeline:
                  source: Any = None):
         if precision not in PRECISIONS:
             raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        self.model = model.eval()
-        self.model.requires_grad_(False)
-        self.model.to(memory_format=torch.channels_last)   # conv layout whose pixels are tokens
+        # Everything runs under inference_mode, so the model's training state and requires_grad
+        # are left alone (training may wrap its model in a pipeline for previews; no layer here
+        # behaves differently in train mode). Call clear_caches() after the weights change.
+        self.model = model
+        if not model.training:
+            model.to(memory_format=torch.channels_last)    # conv layout whose pixels are tokens
         self.config = model.config
         self.precision = precision
-        # bf16: a bfloat16 copy of the generator runs the pixels (norms and softmax accumulate in
+        # bf16: a bfloat16 copy of the generator (taken now) runs the pixels (norms and softmax accumulate in
         # float32 inside their kernels); style codes and the folded context are computed in float32
         # and rounded once. See `python -m idface bench` for its speed and distance to fp32.
         self._generator_bf16 = (

@@ -162,3 +162,9 @@ def test_from_pretrained_and_caches_are_bounded(model, faces, tmp_path):
     assert isinstance(pipe.encode_style(faces[0], layout()), StyleCodes)
     pipe.clear_caches()
     assert pipe.cache_info()["style"]["size"] == 0
+
+
+def test_pipeline_leaves_a_training_model_trainable(faces):
+    model = IdFaceModel("tiny").train()
+    IdFacePipeline(model)(layout(), style=(faces[0], layout()))
+    assert model.training and all(p.requires_grad for p in model.parameters())
