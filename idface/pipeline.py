@@ -184,7 +184,7 @@ class IdFacePipeline:
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 codes, presence = self.model.encode_style(x, self._onehot(lm))
-            return StyleCodes(codes[0].float(), presence[0], key)
+            return StyleCodes(codes[0].detach().float(), presence[0].detach(), key)
 
         with self._lock:
             return self.style_cache.get_or_make(key, make)
@@ -225,7 +225,7 @@ class IdFacePipeline:
         def make() -> torch.Tensor:
             with torch.inference_mode():
                 x = None if emb is None else torch.from_numpy(emb)[None]
-                return self.model.identity_token(x, batch=1).float()
+                return self.model.identity_token(x, batch=1).detach().float().clone()
 
         with self._lock:
             return self.identity_cache.get_or_make(key, make), key
