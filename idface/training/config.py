@@ -67,6 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     output_dir: str | None = None  # default runs/<name>
+    export_dtype: str = "float32"  # dtype of the published EMA model (final/ and --push-to-hub): float32 | float16 | bfloat16
 
     # ---- I/O ----
     @classmethod
@@ -87,6 +88,8 @@ class TrainConfig:
         cfg = cls(**values)
         if cfg.mixed_precision not in ("no", "bf16", "fp16"):
             raise InputError(f"training config: mixed_precision must be no, bf16 or fp16; got {cfg.mixed_precision!r}")
+        if cfg.export_dtype not in ("float32", "float16", "bfloat16"):
+            raise InputError(f"training config: export_dtype must be float32, float16 or bfloat16; got {cfg.export_dtype!r}")
         if cfg.batch_size < 1 or cfg.grad_accum < 1:
             raise InputError("training config: batch_size and grad_accum must be >= 1")
         return cfg

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -30,6 +30,7 @@ from idface.images import load_image, load_mask
 from idface.labels import FLIP_PERMUTATION, NUM_CLASSES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+CACHE_MAX_ITEMS = 256  # data sets up to this size are kept decoded in memory
 
 
 @dataclass
@@ -117,6 +118,8 @@ class FaceMaskDataset(torch.utils.data.Dataset):
         self.samples = list(samples)
         self.size = int(size)
         self.augment_cfg = augment_cfg
+        # small sets (the bundled demo photos) are decoded and resized once, then kept in memory
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if len(self.samples) <= CACHE_MAX_ITEMS else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -126,6 +129,10 @@ class FaceMaskDataset(torch.utils.data.Dataset):
         return [s.identity for s in self.samples]
 
     def load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image [3, S, S] float in [0, 1], label [S, S] int64), unaugmented."""
+        if self._cache is not None and i in self._cache:
+            image, label = self._cache[i]
+            return image.clone(), label.clone()
         s = self.samples[i]
         rgb = load_image(s.image, what=f"training image {s.image}")
         lm = load_mask(s.label, what=f"label map {s.label}")
@@ -135,6 +142,9 @@ class FaceMaskDataset(torch.utils.data.Dataset):
             lm = np.asarray(Image.fromarray(lm).resize((self.size, self.size), Image.Resampling.NEAREST))
         image = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
         label = torch.from_numpy(lm.astype(np.int64))
+        if self._cache is not None:
+            self._cache[i] = (image, label)
+            return image.clone(), label.clone()
         return image, label
 
     def __getitem__(self, key) -> dict:
@@ -220,10 +230,11 @@ class ResumableBatchSampler:
     is split across ranks; `start_batch` skips the batches already consumed (resume)."""
 
     def __init__(self, num_items: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 epoch: int = 0, start_batch: int = 0):
+                 epoch: int = 0, start_batch: int = 0, endless: bool = False):
         self.n, self.batch_size, self.seed = num_items, batch_size, seed
         self.rank, self.world = rank, world_size
         self.epoch, self.start_batch = epoch, start_batch
+        self.endless = endless  # run on through the following epochs (one DataLoader per run)
 
     @property
     def global_batch(self) -> int:
@@ -243,12 +254,17 @@ class ResumableBatchSampler:
         return self.batches_per_epoch() - self.start_batch
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        order = self.order(self.epoch)
-        for b in range(self.start_batch, self.batches_per_epoch()):
-            chunk = order[b * self.global_batch:(b + 1) * self.global_batch]
-            mine = chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
-            base = b * self.global_batch + self.rank * self.batch_size
-            yield [(i, _item_seed(self.seed, self.epoch, base + k)) for k, i in enumerate(mine)]
+        epoch, start = self.epoch, self.start_batch
+        while True:
+            order = self.order(epoch)
+            for b in range(start, self.batches_per_epoch()):
+                chunk = order[b * self.global_batch:(b + 1) * self.global_batch]
+                mine = chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+                base = b * self.global_batch + self.rank * self.batch_size
+                yield [(i, _item_seed(self.seed, epoch, base + k)) for k, i in enumerate(mine)]
+            if not self.endless:
+                return
+            epoch, start = epoch + 1, 0
 
 
 def _item_seed(seed: int, epoch: int, position: int) -> int:

@@ -113,9 +113,10 @@ class VGG19Features(nn.Module):
 
     def __init__(self, state_dict: dict[str, torch.Tensor]):
         super().__init__()
-        from torchvision.models import vgg19
+        from torchvision.models.vgg import cfgs, make_layers
 
-        features = vgg19(weights=None).features[: VGG19_LAYERS[-1] + 1]
+        # only the convolutional part (building vgg19() would also initialise its 120M-parameter classifier)
+        features = make_layers(cfgs["E"], batch_norm=False)[: VGG19_LAYERS[-1] + 1]
         own = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
         own = {k: v for k, v in own.items() if int(k.split(".")[0]) <= VGG19_LAYERS[-1]}
         features.load_state_dict(own, strict=True)

@@ -198,13 +198,11 @@ class Trainer:
         """Endless iterator of micro-batches starting where step `self.step` begins."""
         consumed = self.step * self.cfg.grad_accum
         epoch, start = divmod(consumed, self.batches_per_epoch)
-        while True:
-            sampler = ResumableBatchSampler(**self.sampler_args, epoch=epoch, start_batch=start)
-            loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
-                                                 num_workers=self.cfg.num_workers)
-            for batch in loader:
-                yield batch
-            epoch, start = epoch + 1, 0
+        sampler = ResumableBatchSampler(**self.sampler_args, epoch=epoch, start_batch=start, endless=True)
+        loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
+                                             num_workers=self.cfg.num_workers,
+                                             persistent_workers=self.cfg.num_workers > 0)
+        yield from loader
 
     @torch.no_grad()
     def embed(self, image: torch.Tensor) -> torch.Tensor | None:
@@ -389,7 +387,7 @@ class Trainer:
             f"- run: {cfg.name}, {self.step} of {self.total_steps} steps, batch {cfg.batch_size} x {cfg.grad_accum} accumulation x {self.accelerator.num_processes} processes",
             f"- losses (weights): " + ", ".join(f"{k} {v}" for k, v in cfg.loss_weights.to_dict().items()),
             f"- identity recognizer: {cfg.identity_recognizer or self.model_config.identity_recognizer}",
-            f"- optimiser: Adam G {cfg.lr_g} / D {cfg.lr_d}, betas {tuple(cfg.betas)}, EMA {cfg.ema_decay}",
+            f"- optimiser: Adam G {cfg.lr_g} / D {cfg.lr_d}, betas {tuple(cfg.betas)}, EMA {cfg.ema_decay}; weights stored as {cfg.export_dtype}",
         ]
         if self.disabled:
             lines.append("- switched off: " + "; ".join(f"{k} ({v})" for k, v in self.disabled.items()))
@@ -399,8 +397,16 @@ class Trainer:
         lines += ["", "Training config:", "", "```json", json.dumps(cfg.to_dict(), indent=1, default=str), "```"]
         return "\n".join(lines)
 
-    def save_ema(self, folder: Path) -> None:
-        self.ema.save_pretrained(folder, model_card_kwargs={"notes": self.model_card_notes()})
+    def save_ema(self, folder: Path, export: bool = False) -> None:
+        """The EMA model as a Hub checkpoint; `export` applies the config's export_dtype (the
+        checkpoints inside a run stay float32 so that resuming is exact)."""
+        model = self.export_model() if export else self.ema
+        model.save_pretrained(folder, model_card_kwargs={"notes": self.model_card_notes()})
+
+    def export_model(self):
+        if self.cfg.export_dtype == "float32":
+            return self.ema
+        return copy.deepcopy(self.ema).to(dtype=getattr(torch, self.cfg.export_dtype))
 
     # ---- samples and eval (main process) ----
     def fixed_batch(self, n: int = 4) -> dict:
@@ -486,7 +492,7 @@ class Trainer:
         bar.close()
         sec_per_step = (time.perf_counter() - t0) / max(1, steps_timed)
         if acc.is_main_process and self.step >= self.total_steps:
-            self.save_ema(self.run_dir / "final")
+            self.save_ema(self.run_dir / "final", export=True)
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
@@ -500,9 +506,9 @@ class Trainer:
 def push_to_hub(trainer: Trainer, repo: str, private: bool = False) -> str:
     """Publish the EMA model (config.json + model.safetensors + model card) to a Hub repo."""
     folder = trainer.run_dir / "final"
-    trainer.save_ema(folder)
+    trainer.save_ema(folder, export=True)
     try:
-        url = trainer.ema.push_to_hub(repo, private=private, commit_message=f"idface {trainer.cfg.name}: step {trainer.step}",
+        url = trainer.export_model().push_to_hub(repo, private=private, commit_message=f"idface {trainer.cfg.name}: step {trainer.step}",
                                       model_card_kwargs={"notes": trainer.model_card_notes()})
     except Exception as err:  # offline, no token, no rights: say so in one line
         raise UnavailableError(f"could not push to the Hub repo {repo}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. "

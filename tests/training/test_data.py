@@ -65,3 +65,12 @@ def test_dataset_from_prepared_folder(prepared_64):
     assert len(FaceMaskDataset.from_prepared(prepared_64, "test")) == 1
     resized = FaceMaskDataset.from_prepared(prepared_64, "train", size=32)
     assert resized[0]["image"].shape == (3, 32, 32)
+
+
+def test_endless_sampler_continues_epoch_by_epoch():
+    one = [b for e in range(3) for b in ResumableBatchSampler(7, 2, seed=4, epoch=e)]
+    endless = ResumableBatchSampler(7, 2, seed=4, endless=True)
+    it = iter(endless)
+    assert [next(it) for _ in range(len(one))] == one
+    resumed = iter(ResumableBatchSampler(7, 2, seed=4, epoch=1, start_batch=2, endless=True))
+    assert [next(resumed) for _ in range(4)] == one[5:9]

@@ -51,11 +51,12 @@ def test_vgg19_unavailable_names_where_it_looked(monkeypatch, tmp_path):
 def test_vgg_perceptual_loss_with_local_weights(tmp_path, monkeypatch):
     """The loading path and the loss on a file in torchvision's format (random weights: the
     ImageNet file cannot be downloaded here)."""
-    from torchvision.models import vgg19
+    from torchvision.models.vgg import cfgs, make_layers
 
     torch.manual_seed(0)
     path = tmp_path / L.VGG19_FILENAME
-    torch.save(vgg19(weights=None).state_dict(), path)
+    features = make_layers(cfgs["E"], batch_norm=False)  # torchvision's VGG19 "features", random init
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
     monkeypatch.setenv("IDFACE_VGG19", str(path))
     vgg = L.load_vgg19()
     x = torch.rand(1, 3, 32, 32) * 2 - 1

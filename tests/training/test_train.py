@@ -48,30 +48,37 @@ def write_config(path: Path, cfg: TrainConfig) -> Path:
 def random_vgg19(tmp_path, monkeypatch):
     """VGG19 in torchvision's file format with random weights: exercises the perceptual-loss path
     in training (the ImageNet file cannot be downloaded here; real runs load the real file)."""
-    from torchvision.models import vgg19
+    from torchvision.models.vgg import cfgs, make_layers
 
     torch.manual_seed(0)
     path = tmp_path / L.VGG19_FILENAME
-    torch.save(vgg19(weights=None).state_dict(), path)
+    features = make_layers(cfgs["E"], batch_norm=False)  # torchvision's VGG19 "features", random init
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
     monkeypatch.setenv("IDFACE_VGG19", str(path))
     return path
 
 
 @pytest.mark.slow
-def test_two_dozen_steps_with_every_loss(prepared_64, tmp_path, random_vgg19, capsys):
+def test_two_dozen_steps_with_every_available_loss(prepared_64, tmp_path, capsys):
+    """Every loss this machine has weights for; VGG19's ImageNet file is not here, so the
+    perceptual term is switched off with its reason (the next test runs it)."""
     out = tmp_path / "run"
     cfg = tiny_config(prepared_64, out, max_steps=24, decay_steps=12, sample_every=12, eval_every=12,
-                      checkpoint_every=12, eval_images=2)
+                      checkpoint_every=12, eval_images=2, export_dtype="float16")
     code = main(["train", "--config", str(write_config(tmp_path / "cfg.json", cfg)), "--no-progress"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["step"] == 24
-    expected = {"g_adv", "g_fm", "g_vgg", "g_attn", "g_l1", "g_total", "d_real", "d_fake", "d_total"}
+    expected = {"g_adv", "g_fm", "g_attn", "g_l1", "g_total", "d_real", "d_fake", "d_total"}
     if recognizer_name() != "none":
         expected.add("g_id")
+    try:
+        L.load_vgg19()
+        expected.add("g_vgg")
+    except L.UnavailableError as err:
+        assert summary["disabled_terms"] == {"perceptual": str(err)}
     assert expected <= set(summary["losses"])
     assert all(np.isfinite(v) for v in summary["losses"].values())
-    assert summary["disabled_terms"] == {}
     # TensorBoard events, sample grids, checkpoints with every state, the published EMA model
     assert list((out / "tb").glob("events.out.tfevents.*"))
     assert (out / "samples" / "step_00000024.png").is_file()
@@ -83,11 +90,22 @@ def test_two_dozen_steps_with_every_loss(prepared_64, tmp_path, random_vgg19, ca
     assert state["step"] == 24 and "psnr_db" in state["metrics"]
     from idface.model import IdFaceModel
 
+    published = load_file(str(out / "final" / "model.safetensors"))
+    assert {t.dtype for t in published.values()} == {torch.float16}  # export_dtype
+    assert all(t.dtype == torch.float32 for t in load_file(str(ckpt / "ema" / "model.safetensors")).values())
     model = IdFaceModel.from_pretrained(str(out / "final"))
     card = (out / "final" / "README.md").read_text()
     assert "24 of 24 steps" in card and "psnr_db" in card
     x = model(onehot(torch.zeros(1, 64, 64, dtype=torch.long)), torch.zeros(1, 3, 64, 64))
     assert torch.isfinite(x).all()
+
+
+@pytest.mark.slow
+def test_perceptual_loss_in_training(prepared_64, tmp_path, random_vgg19):
+    cfg = tiny_config(prepared_64, tmp_path / "vgg", max_steps=3, decay_steps=0)
+    summary = Trainer(cfg, resume="none", progress=False).train()
+    assert summary["disabled_terms"] == {}
+    assert np.isfinite(summary["losses"]["g_vgg"]) and summary["losses"]["g_vgg"] > 0
 
 
 @pytest.mark.slow
@@ -164,3 +182,25 @@ def test_config_rejects_unknown_fields(tmp_path):
         load_config(bad)
     assert load_config("tiny").model == {"preset": "tiny"}
     assert load_config("paper-256").loss_weights.perceptual == 10.0
+
+
+def test_push_to_hub_offline_says_where_the_model_is(tmp_path, monkeypatch):
+    """The real upload path (huggingface_hub) runs; offline it fails with one line naming the
+    saved folder and the command to upload it later."""
+    from types import SimpleNamespace
+
+    from idface.errors import UnavailableError
+    from idface.model import IdFaceModel
+    from idface.training.train import push_to_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = IdFaceModel("tiny")
+    saved = []
+    fake_trainer = SimpleNamespace(
+        run_dir=tmp_path, step=5, cfg=SimpleNamespace(name="t"), export_model=lambda: model,
+        model_card_notes=lambda: "notes", save_ema=lambda folder, export=False: saved.append(folder),
+    )
+    with pytest.raises(UnavailableError, match="final") as err:
+        push_to_hub(fake_trainer, "someone/idface-test")
+    assert "huggingface-cli upload someone/idface-test" in str(err.value)
+    assert saved == [tmp_path / "final"]
