@@ -91,3 +91,22 @@ def test_goal_margins_follow_each_recognizers_rule():
         goals.check_goal("impersonate", has_target=False)
     with pytest.raises(InputError, match="unknown goal"):
         goals.check_goal("vanish", has_target=True)
+
+
+def test_recognizer_selection_names_what_cannot_be_attacked():
+    from idface.conceal import select_recognizers
+    from idface.errors import UnavailableError
+    from idface.identity.registry import recognizer_status
+
+    status = recognizer_status()
+    attacked, transfer, unavailable = select_recognizers(None)
+    assert sorted(r.name for r in attacked) == sorted(n for n, s in status.items() if s == "available")
+    assert not transfer and set(unavailable) == {n for n, s in status.items() if s != "available"}
+    with pytest.raises(InputError, match="unknown recognizer"):
+        select_recognizers("facenet")
+    for name, reason in unavailable.items():
+        with pytest.raises(UnavailableError, match=name):
+            select_recognizers([name])
+    if status["dlib-resnet"] == "available" and status["arcface"] == "available":
+        attacked, transfer, _ = select_recognizers("dlib-resnet")
+        assert [r.name for r in attacked] == ["dlib-resnet"] and [r.name for r in transfer] == ["arcface"]
