@@ -118,6 +118,19 @@ class GeneratorAttack:
     def optimise_token(self, recognizers: list, references: dict[str, Reference], goal: str,
                        classes: tuple[int, ...] = (), settings: TokenAttackSettings | None = None,
                        progress: Callable[[int, dict], None] | None = None) -> GeneratorResult:
+        """The model's weights are frozen for the run (their requires_grad flags are restored after),
+        so gradients reach only the token and codes and the shared pipeline keeps no .grad."""
+        params = list(self.pipe.model.parameters())
+        flags = [p.requires_grad for p in params]
+        try:
+            for p in params:
+                p.requires_grad_(False)
+            return self._optimise_token(recognizers, references, goal, classes, settings, progress)
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
+
+    def _optimise_token(self, recognizers, references, goal, classes, settings, progress) -> GeneratorResult:
         s = settings or TokenAttackSettings()
         if not recognizers:
             raise InputError("no recognizer to attack")

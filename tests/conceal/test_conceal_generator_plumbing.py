@@ -98,3 +98,16 @@ def test_generator_modes_explain_what_is_missing(faces_dir, monkeypatch, tmp_pat
         conceal(faces_dir / "astronaut.png", faces_dir / "biden.jpg", mode="swap")
     with pytest.raises(InputError, match="target"):
         conceal(faces_dir / "astronaut.png", None, goal="impersonate", mode="token")
+
+
+def test_token_optimisation_leaves_the_shared_model_untouched(plumbing_pipeline, faces_dir):
+    import torch
+
+    model = plumbing_pipeline.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    conceal(faces_dir / "astronaut.png", faces_dir / "grace_hopper.jpg", mode="token", pipeline=plumbing_pipeline,
+            settings={"steps": 1, "samples": 1, "check_every": 1})
+    assert all(p.grad is None for p in model.parameters())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
