@@ -17,6 +17,9 @@ from idface.ui.bars import IDENTITY_COLOR, STYLE_COLOR, identity_bars_html  # no
 from idface.ui.canvas import mask_editor  # noqa: E402
 from idface.ui.conceal_panel import conceal_tab  # noqa: E402
 from idface.ui.engine import Engine, display_token_names  # noqa: E402
+from idface.ui.sessions import (  # noqa: E402
+    SESSION_TTL_S, delete_cache_schedule, free_session_on_unload, launch_limits,
+)
 from idface.ui.handlers import (  # noqa: E402
     EXAMPLE_STRIP_CSS, EXAMPLE_STRIP_JS, Handlers, example_faces, example_masks, example_strip_html,
 )
@@ -41,7 +44,6 @@ CSS = f"""
 .result-row img {{ object-fit: contain; }}
 .ex-title p {{ margin: 0 !important; font-size: 13px; }}
 """
-SESSION_TTL_S = 3600
 MAX_QUEUE = int(os.environ.get("IDFACE_MAX_QUEUE", "32"))
 CONCURRENCY = int(os.environ.get("IDFACE_CONCURRENCY", "1"))
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="orange")
@@ -199,7 +201,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
 
 def build_demo(engine: Engine | None = None) -> gr.Blocks:
     engine = engine or Engine(strict=False)  # checkpoint from IDFACE_CHECKPOINT or weights/ (idface.hub)
-    with gr.Blocks(title="idface", delete_cache=(300, 900), analytics_enabled=False) as demo:
+    with gr.Blocks(title="idface", delete_cache=delete_cache_schedule(), analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         if engine.generator_ready:
             gr.Markdown(f"**Checkpoint:** `{engine.checkpoint_label}`", elem_id="checkpoint")
@@ -212,11 +214,12 @@ def build_demo(engine: Engine | None = None) -> gr.Blocks:
             # engine (e.g. the Conceal panel of issue 6: `with gr.Tab("Conceal"): conceal_tab(engine)`).
             with gr.Tab("Conceal", id="conceal"):
                 conceal_tab(engine)
+    free_session_on_unload(demo)  # a visitor who leaves takes their faces with them
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
     return demo
 
 
-LAUNCH_KWARGS = dict(theme=THEME, css=CSS, footer_links=["api"])
+LAUNCH_KWARGS = dict(theme=THEME, css=CSS, footer_links=["api"], **launch_limits())
 
 
 def main() -> None:
