@@ -21,6 +21,13 @@ listed below, each one written down here so the maps can be regenerated and revi
 Output in assets/train/: <name>.png (aligned RGB), <name>_mask.png (uint8 class indices,
 idface.labels order), <name>_mask_color.png (official palette preview), and
 assets/train/contact_sheet.png (photo | map | overlay) that was looked at before committing.
+
+Recoloured copies (assets/train/recolour/<name>_<k>.png, same label map): hair, clothes and
+background each shifted to a random colour (texture kept: the region's mean colour is moved,
+edges feathered by a pixel). With six photos every mask is also a person's name tag, so a
+generator can paint each region's colour from the mask's shape alone and ignore its style code;
+these copies make the class codes the only source of a region's colour, which is what style
+transfer and region swaps rely on.
 """
 
 from __future__ import annotations
@@ -44,6 +51,15 @@ from idface.labels import CLASS_INDEX as C, index_to_color, validate_label_map  
 
 PHOTOS = ("astronaut.png", "grace_hopper.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
 FRAME = 256
+RECOLOURS_PER_PHOTO = 3
+RECOLOUR_SEED = 7
+# region groups recoloured independently, and the colours they may take (RGB 0-255)
+RECOLOUR_GROUPS = {
+    "hair": (("hair",), ((20, 18, 16), (60, 40, 25), (110, 75, 40), (170, 130, 80), (215, 190, 140),
+                         (150, 150, 150), (225, 225, 220), (140, 60, 30))),
+    "cloth": (("cloth",), None),       # any colour
+    "background": (("background",), None),
+}
 FEATURES = {C[n] for n in ("nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")}
 
 
@@ -187,6 +203,24 @@ def correct(name: str, frame: np.ndarray, parsed: np.ndarray) -> tuple[np.ndarra
     return validate_label_map(lm), p
 
 
+def recolour(image: np.ndarray, lm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Move the mean colour of hair, clothes and background (each independently) to a random
+    colour, keeping each region's texture; region edges are feathered by about a pixel."""
+    out = image.astype(np.float32)
+    for classes, palette in RECOLOUR_GROUPS.values():
+        region = np.isin(lm, [C[c] for c in classes])
+        if region.sum() < 50:
+            continue
+        if palette is None:
+            target = rng.uniform(20, 235, size=3)
+        else:
+            target = np.asarray(palette[rng.integers(len(palette))], np.float32) + rng.normal(0, 8, 3)
+        shift = target - out[region].mean(0)
+        alpha = cv2.GaussianBlur(region.astype(np.float32), (0, 0), 1.0)[..., None]
+        out = out + alpha * shift
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray]], path: Path, scale: int = 1) -> None:
     tiles = []
     for frame, lm in rows:
@@ -225,6 +259,18 @@ def main(argv=None) -> int:
         rows.append((image, lm))
         print(f"{name}: {message}; classes {sorted(set(np.unique(lm).tolist()))}")
     contact_sheet(rows, out / "contact_sheet.png")
+
+    recolour_dir = out / "recolour"
+    recolour_dir.mkdir(exist_ok=True)
+    rng = np.random.default_rng(RECOLOUR_SEED)
+    sheet = []
+    for photo, (image, lm) in zip(PHOTOS, rows):
+        name = Path(photo).stem
+        copies = [recolour(image, lm, rng) for _ in range(RECOLOURS_PER_PHOTO)]
+        for k, copy in enumerate(copies):
+            Image.fromarray(copy).save(recolour_dir / f"{name}_{k}.png")
+        sheet.append(np.concatenate([image] + copies, 1))
+    Image.fromarray(np.concatenate(sheet, 0)).save(recolour_dir / "contact_sheet.png")
     return 0
 
 
