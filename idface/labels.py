@@ -92,6 +92,11 @@ def color_to_index(color_map: np.ndarray) -> np.ndarray:
     arr = np.asarray(color_map)
     if arr.ndim != 3 or arr.shape[2] < 3:
         raise InputError(f"a colour mask must be [H, W, 3]; got shape {tuple(arr.shape)}")
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr[..., :3])):
+            raise InputError("a colour mask must hold finite numbers 0..255")
+        if arr[..., :3].size and (arr[..., :3].min() < 0 or arr[..., :3].max() > 255):
+            raise InputError("a colour mask's channels must be 0..255")  # else (0, 256, 0) aliases (1, 0, 0)
     rgb = arr[..., :3].astype(np.int32)
     codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
     palette_codes = (PALETTE[:, 0].astype(np.int32) << 16) | (PALETTE[:, 1].astype(np.int32) << 8) | PALETTE[:, 2]

@@ -41,17 +41,24 @@ def decode_label_map(text: str) -> np.ndarray:
         raise InputError(f"the mask header {head[:20]!r} is not 'height,width'") from None
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
         raise InputError(f"the mask is {w}x{h}; each side must be 1..{MAX_SIDE}")
+    # Bound the work before parsing: at most one run per pixel, each number at most 7 digits.
+    if len(body) > 16 * h * w + 16 or body.count(",") >= 2 * h * w:
+        raise InputError(f"the mask text holds more runs than a {w}x{h} mask has pixels")
     try:
-        pairs = np.array([int(v) for v in body.split(",")] if body else [], dtype=np.int64)
+        values = [int(v) for v in body.split(",")] if body else []
     except ValueError:
         raise InputError("the mask runs are not integers") from None
-    if pairs.size % 2:
+    if len(values) % 2:
         raise InputError("the mask runs are not (class, count) pairs")
-    classes, counts = pairs[0::2], pairs[1::2]
-    if classes.size and (classes.min() < 0 or classes.max() >= NUM_CLASSES):
+    # range checks on Python ints, before numpy (no int64 overflow, no wrapped sums)
+    if any(not 0 <= k < NUM_CLASSES for k in values[0::2]):
         raise InputError(f"the mask holds class indices outside 0..{NUM_CLASSES - 1}")
-    if counts.size and counts.min() < 1:
+    if any(n < 1 for n in values[1::2]):
         raise InputError("the mask holds a run of length < 1")
+    if any(n > h * w for n in values[1::2]):
+        raise InputError(f"the mask holds a run longer than its {h * w} pixels")
+    pairs = np.array(values, dtype=np.int64)
+    classes, counts = pairs[0::2], pairs[1::2]
     if int(counts.sum()) != h * w:
         raise InputError(f"the mask runs cover {int(counts.sum())} pixels, not {h}x{w}={h * w}")
     return np.repeat(classes.astype(np.uint8), counts).reshape(h, w)
