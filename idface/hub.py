@@ -26,12 +26,29 @@ from idface.errors import WeightsNotFoundError
 
 ENV_CHECKPOINT = "IDFACE_CHECKPOINT"
 ENV_REVISION = "IDFACE_REVISION"
+# A Hub checkpoint must name a 40-hex commit when this is on, so a deployment never silently
+# picks up new weights pushed to a branch. Default: on inside a Hugging Face Space (SPACE_ID is
+# set there), off elsewhere; IDFACE_REQUIRE_PINNED=0/1 overrides.
+ENV_REQUIRE_PINNED = "IDFACE_REQUIRE_PINNED"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 BUNDLED_CHECKPOINTS: tuple[str, ...] = ("idface-demo",)   # folders under weights/, first wins
 REQUIRED_FILES = ("config.json", "model.safetensors")
 HUB_FILES = ["config.json", "*.safetensors", "README.md"]  # allow_patterns: never *.bin / *.pt
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def is_pinned(revision: str | None) -> bool:
+    """True for a full commit hash (a branch or tag can move; a commit cannot)."""
+    return bool(revision) and bool(_COMMIT.match(str(revision)))
+
+
+def pinning_required() -> bool:
+    value = os.environ.get(ENV_REQUIRE_PINNED, "").strip().lower()
+    if value:
+        return value in ("1", "true", "yes", "on")
+    return bool(os.environ.get("SPACE_ID"))
 
 HOW_TO_FIX = (
     f"fix: pass a checkpoint folder or Hub repo id (e.g. --checkpoint org/name@main), set "
@@ -99,6 +116,10 @@ def _try_spec(spec: str, revision: str | None, local_kind: str, hub_kind: str,
         return None
     rev = rev or revision
     where = f"{label} Hub repo {repo}@{rev or 'main'}"
+    if pinning_required() and not is_pinned(rev):
+        tried.append(f"{where}: {ENV_REQUIRE_PINNED} is set and {rev or 'main'!r} is not a commit hash "
+                     f"(pin it: {repo}@<40-hex commit>)")
+        return None
     try:
         snapshot = download_checkpoint(repo, rev)
     except Exception as err:  # offline without a cached snapshot, unknown repo/revision, network

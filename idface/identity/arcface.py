@@ -141,7 +141,12 @@ def load_arcface_ir_se50(path: str | os.PathLike, device: str | torch.device = "
         state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
     except Exception as err:
-        raise UnavailableError(f"ArcFace weights at {path} could not be loaded: {type(err).__name__}: {err}") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UnavailableError(
+            f"ArcFace weights at {path} could not be loaded ({type(err).__name__}: {reason[:300]}); the file is "
+            f"corrupt, truncated or not a plain state dict: delete it and fetch {WEIGHTS_FILE} again "
+            f"(`hf download {mirror_repo()} {WEIGHTS_FILE}` or {RELEASE_URL})"
+        ) from None
     return model.eval().to(device)
 
 

