@@ -13,7 +13,9 @@ Reports, for one preset (default paper-256, batch 1):
     with each mode's difference from fp32 on the same input (max / mean abs on [-1, 1], PSNR);
   - style encoder latency (fp32, bf16-autocast);
   - matmul peak (fp32, bf16) measured in the same run, achieved GFLOP/s and achieved / peak;
-  - the load average, since the cores may be shared.
+  - the load average, since the cores may be shared. On shared cores, OpenMP's spinning threads
+    collapse when other jobs compete; `OMP_WAIT_POLICY=PASSIVE python -m idface bench` is the
+    fairer measurement there (the report records the policy).
 Without --checkpoint the weights are random, with the zero-initialised output projections
 randomised (otherwise the transformer blocks would be skipped numerically and the parity check
 would say nothing).
@@ -149,7 +151,8 @@ def run_bench(args) -> dict:
     report: dict = {
         "preset": config.name, "image_size": config.image_size, "batch": 1, "weights": weights,
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "load_average_before": [round(x, 2) for x in load_before]},
+                    "torch": torch.__version__,
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "load_average_before": [round(x, 2) for x in load_before]},
         "parameters": model.parameter_counts(),
         "runs": args.runs, "warmup": args.warmup,
     }
