@@ -680,7 +680,10 @@ def load_dlib_resnet(
             save_file(state, str(tmp), metadata=metadata)
             os.replace(tmp, cached)  # atomic: parallel loaders never see half a file
         except OSError:  # read-only or full disk: run from the converted weights without caching
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # the folder itself is unusable (e.g. a file where it should be)
+                pass
 
     with torch.device("meta"):  # no random init of 5.6M weights that are overwritten anyway
         model = DlibResNet()

@@ -172,8 +172,8 @@ class Engine:
                 except IdfaceError as err:
                     self._unavailable[name] = str(err)
             for name, reason in recognizer_status().items():
-                if reason and name not in self._recognizers:
-                    self._unavailable[name] = reason
+                if reason != "available" and name not in self._recognizers:
+                    self._unavailable.setdefault(name, reason)  # keep the load error when loading failed
         return self._recognizers
 
     def unavailable_recognizers(self) -> dict[str, str]:

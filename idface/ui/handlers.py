@@ -183,6 +183,9 @@ class Handlers:
             )
         except IdfaceError as err:
             raise gr.Error(str(err)) from None
+        except Exception:  # a bug or a broken model, not the caller's input: one line out, details in the log
+            log.exception("generation failed")
+            raise gr.Error("generation failed on the server; the error is in its log") from None
         path = synthetic_png_file(gen.image, self.engine.checkpoint_label, gen.settings)
         return path, {"checkpoint": self.engine.checkpoint_label, "settings": gen.settings,
                       "seconds": round(gen.seconds, 3), **gen.scores}
