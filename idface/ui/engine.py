@@ -58,7 +58,7 @@ class PreparedFace:
 class Generation:
     image: np.ndarray                         # [H, W, 3] uint8 at the generator's resolution
     scores: dict                              # see score_faces
-    attention: dict[str, np.ndarray]          # token name -> [h, w] map (may be empty)
+    attention: dict[str, np.ndarray]          # token name -> [h, w] float16 map (may be empty)
     settings: dict                            # what made it (for the PNG metadata)
     seconds: float
 
@@ -297,7 +297,9 @@ class Engine:
         class_sources = {k: (identity.aligned, identity.label_map) for k, src in sources.items() if src == "identity"}
         result = pipe(lm, style=(style.aligned, style.label_map), identity_embedding=embedding,
                       class_sources=class_sources or None)
-        return np.asarray(result.image, dtype=np.uint8), dict(result.attention)
+        # float16 halves what each visitor's session keeps (20 maps at the generator's resolution)
+        return (np.asarray(result.image, dtype=np.uint8),
+                {name: np.asarray(a, dtype=np.float16) for name, a in result.attention.items()})
 
 
 def generate_from_photos(
