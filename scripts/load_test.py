@@ -78,14 +78,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_plumbing_checkpoint(folder: Path) -> None:
-    """Random 'tiny' weights (same as tests/ui): every step runs, the images are not faces."""
+def make_plumbing_checkpoint(folder: Path, preset: str = "tiny") -> None:
+    """Random weights of a preset (as tests/ui): every step runs at that preset's cost, the images
+    are not faces."""
     import torch
 
     from idface.model import IdFaceModel
 
     torch.manual_seed(0)
-    model = IdFaceModel("tiny")
+    model = IdFaceModel(preset)
     with torch.no_grad():
         for p in model.parameters():
             if p.ndim > 1 and not p.any():
@@ -412,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--url", help="attach to a running app instead of launching one (loopback only)")
     ap.add_argument("--pid", type=int, help="the attached server's pid, for its RSS")
     ap.add_argument("--checkpoint", help="generator checkpoint for the launched app (default: the app's resolver)")
-    ap.add_argument("--plumbing", action="store_true", help="launch with a random 'tiny' checkpoint")
+    ap.add_argument("--plumbing", nargs="?", const="tiny", metavar="PRESET",
+                    help="launch with random weights of a preset (default tiny; 'demo' costs what the demo model costs)")
     ap.add_argument("--max-queue", type=int, help="IDFACE_MAX_QUEUE for the launched app")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the report here")
@@ -435,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.checkpoint
         if args.plumbing:
             checkpoint = str(Path(tmp.name) / "plumbing")
-            make_plumbing_checkpoint(Path(checkpoint))
+            make_plumbing_checkpoint(Path(checkpoint), args.plumbing)
         env = {"IDFACE_MAX_QUEUE": str(args.max_queue)} if args.max_queue else {}
         started = time.time()
         proc, url = launch_server(checkpoint, env)
