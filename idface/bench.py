@@ -13,9 +13,11 @@ Reports, for one preset (default paper-256, batch 1):
     with each mode's difference from fp32 on the same input (max / mean abs on [-1, 1], PSNR);
   - style encoder latency (fp32, bf16-autocast);
   - matmul peak (fp32, bf16) measured in the same run, achieved GFLOP/s and achieved / peak;
-  - the load average, since the cores may be shared. On shared cores, OpenMP's spinning threads
-    collapse when other jobs compete; `OMP_WAIT_POLICY=PASSIVE python -m idface bench` is the
-    fairer measurement there (the report records the policy).
+  - the load average, since the cores may be shared, and each mode's CPU time per image (all
+    threads; divided by the thread count it estimates the wall time on idle cores). On shared
+    cores OpenMP's spinning threads collapse when other jobs compete;
+    `OMP_WAIT_POLICY=PASSIVE python -m idface bench` is the fairer measurement there (the report
+    records the policy).
 Without --checkpoint the weights are random, with the zero-initialised output projections
 randomised (otherwise the transformer blocks would be skipped numerically and the parity check
 would say nothing).
@@ -53,14 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def median_seconds(fn: Callable[[], object], runs: int, warmup: int) -> tuple[float, list[float]]:
+def median_seconds(fn: Callable[[], object], runs: int, warmup: int,
+                   cpu_times: list[float] | None = None) -> tuple[float, list[float]]:
+    """Median wall time; also appends each run's process CPU time (all threads) to cpu_times."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - start)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - start_cpu)
     return statistics.median(times), times
 
 
@@ -189,12 +195,16 @@ def run_bench(args) -> dict:
             out = runners[mode]().float()
             err = (out - reference).abs()
             mse = float(((out - reference) / 2).square().mean())            # on a [0, 1] scale
-            seconds, times = median_seconds(runners[mode], args.runs, args.warmup)
+            cpu: list[float] = []
+            seconds, times = median_seconds(runners[mode], args.runs, args.warmup, cpu)
             peak = report["matmul_peak_gflops"]["fp32" if mode == "fp32" else "bf16"]
             achieved = flops["generator_cached_context"] / seconds / 1e9
             report["generator"][mode] = {
                 "median_ms": round(seconds * 1e3, 1),
                 "min_ms": round(min(times) * 1e3, 1),
+                # CPU time of all threads per image: on shared cores, cpu_ms / threads estimates
+                # the wall time on idle ones better than the wall time does
+                "cpu_ms": round(statistics.median(cpu) * 1e3, 1),
                 "achieved_gflops": float(f"{achieved:.4g}"),
                 "achieved_over_peak": float(f"{achieved / peak:.3g}"),
                 "max_abs_diff_vs_fp32": round(float(err.max()), 5),
@@ -232,7 +242,8 @@ def print_report(report: dict) -> None:
     peak = report["matmul_peak_gflops"]
     print(f"matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
     for mode, r in report["generator"].items():
-        print(f"generator {mode:>13}: median {r['median_ms']:7.1f} ms (min {r['min_ms']:.1f}), "
+        print(f"generator {mode:>13}: median {r['median_ms']:7.1f} ms (min {r['min_ms']:.1f}, "
+              f"CPU {r['cpu_ms']:.0f} ms), "
               f"{r['achieved_gflops']:.0f} GFLOP/s = {r['achieved_over_peak']:.0%} of peak, "
               f"vs fp32 max {r['max_abs_diff_vs_fp32']:.4f} mean {r['mean_abs_diff_vs_fp32']:.5f} "
               f"PSNR {r['psnr_vs_fp32_db']:.1f} dB")
