@@ -1,6 +1,7 @@
 """`python -m idface eval --checkpoint C --data D [--json] [--out DIR]`
 
-Evaluates a generator checkpoint on the test split of a prepared data set:
+Evaluates a generator checkpoint on the test split of a prepared data set (or on the data of a
+training config, e.g. `--data configs/demo.json` for the bundled demo photos):
 
 - reconstruction (mask, style and identity from the same test face): PSNR, SSIM, LPIPS, FID;
 - identity preservation, per available recognizer: mean score of output vs source and the share
@@ -253,13 +254,20 @@ def evaluate(checkpoint: str, data: str, split: str = "test", limit: int | None 
     folder = resolve_model_folder(checkpoint)
     model = IdFaceModel.from_pretrained(folder).to(device).eval()
     size = model.config.image_size
-    try:
-        dataset = FaceMaskDataset.from_prepared(data, split, size)
-    except InputError:
-        if split != "test":
-            raise
-        dataset = FaceMaskDataset.from_prepared(data, "all", size)
-        split = "all (no test split)"
+    if str(data).endswith(".json"):
+        # a training config: its data (e.g. the demo's bundled pairs; "test" = its test_pairs or pairs)
+        from idface.training.config import REPO_ROOT, load_config
+        from idface.training.data import dataset_from_config
+
+        dataset = dataset_from_config(load_config(data).data, size, "train" if split == "train" else "test", None, REPO_ROOT)
+    else:
+        try:
+            dataset = FaceMaskDataset.from_prepared(data, split, size)
+        except InputError:
+            if split != "test":
+                raise
+            dataset = FaceMaskDataset.from_prepared(data, "all", size)
+            split = "all (no test split)"
     report: dict = {"checkpoint": folder, "data": str(data), "split": split, "model": model.config.name}
     unavailable: dict[str, str] = {}
     recs, missing = evaluator_recognizers()
@@ -324,7 +332,7 @@ def to_markdown(report: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="model folder, Hub repo id, training checkpoint or run folder")
-    parser.add_argument("--data", required=True, help="prepared data folder (python -m idface prepare)")
+    parser.add_argument("--data", required=True, help="prepared data folder (python -m idface prepare), or a training config .json whose data to use")
     parser.add_argument("--split", default="test", help="test (default), train or all")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--batch-size", type=int, default=4)

@@ -61,3 +61,13 @@ def test_checkpoint_resolution(tmp_path, tiny_checkpoint):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["eval", "--checkpoint", str(empty), "--data", str(tmp_path)]) == 1
+
+
+def test_eval_on_a_training_configs_data(tiny_checkpoint, prepared_eval, tmp_path, capsys):
+    pairs = [{"image": str(prepared_eval / "images" / f"0000{i}.png"), "label": str(prepared_eval / "labels" / f"0000{i}.png"),
+              "identity": i // 2} for i in range(3)]
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"name": "pairs", "data": {"pairs": pairs}}))
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--data", str(cfg), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 3 and report["psnr_db"] > 0

@@ -63,7 +63,7 @@ def test_two_dozen_steps_with_every_available_loss(prepared_64, tmp_path, capsys
     """Every loss this machine has weights for; VGG19's ImageNet file is not here, so the
     perceptual term is switched off with its reason (the next test runs it)."""
     out = tmp_path / "run"
-    cfg = tiny_config(prepared_64, out, max_steps=24, decay_steps=12, sample_every=12, eval_every=12,
+    cfg = tiny_config(prepared_64, out, max_steps=24, decay_steps=12, batch_size=1, sample_every=12, eval_every=12,
                       checkpoint_every=12, eval_images=2, export_dtype="float16")
     code = main(["train", "--config", str(write_config(tmp_path / "cfg.json", cfg)), "--no-progress"])
     assert code == 0
