@@ -130,11 +130,14 @@ def test_session_state_belongs_to_its_visitor(robust_app, expected):
             _reference(gens[0].scores["recognizers"]["dlib-resnet"]["style_vs_identity"],
                        expected[key]["style_vs_identity"])
 
-        # a third visitor who prepared nothing sees nobody's faces
+        # a third visitor who prepared nothing sees nobody's faces, even when sending something
+        # in the state slots (the server reads gr.State from its own session store, never from
+        # the request)
         newcomer = BrowserSession(url)
-        ok, out, _ = newcomer.run(regenerate, [mask_text, None, None, "identity", [], "identity"])
+        for forged in (None, {"aligned": "x"}, sessions["A"].session_hash):
+            ok, out, _ = newcomer.run(regenerate, [mask_text, forged, forged, "identity", [], "identity"])
+            assert ok and out[0] is None and "Pick a style face" in out[5]
         newcomer.close()
-        assert ok and out[0] is None and "Pick a style face" in out[5]
     finally:
         for s in sessions.values():
             s.close()
