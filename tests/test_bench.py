@@ -21,5 +21,6 @@ def test_bench_json_reports_every_figure(capsys):
     assert report["generator"]["bf16"]["psnr_vs_fp32_db"] > 30
     assert report["gflop_per_image"]["generator_cached_context"] > 0
     assert report["matmul_peak_gflops"]["fp32"] > 0 and report["matmul_peak_gflops"]["bf16"] > 0
+    assert report["generator"]["bf16"]["achieved_over_peak_cpu"] > 0
     assert report["style_encoder"]["fp32"]["median_ms"] > 0
     assert report["parameters"]["generator"] > report["parameters"]["mask_embedder"] > 0
