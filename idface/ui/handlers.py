@@ -17,7 +17,7 @@ import numpy as np
 
 from idface.errors import IdfaceError, InputError
 from idface.images import load_mask
-from idface.labels import index_to_color
+from idface.labels import CLASS_NAMES, DISPLAY_NAMES, index_to_color
 from idface.ui.bars import identity_bars_html
 from idface.ui.engine import FRAME_SIZE, Engine, Generation, PreparedFace, generate_from_photos
 from idface.ui.maskcodec import decode_label_map, encode_label_map
@@ -165,8 +165,11 @@ class Handlers:
 
     def attention_picture(self, gen: Generation | None, token: str | None):
         if gen is None or not token or token not in gen.attention:
-            return None
-        return attention_overlay(upscale(gen.image, FRAME_SIZE), gen.attention[token])
+            return gr.update(value=None, label="Attention map")
+        heat = np.asarray(gen.attention[token], dtype=np.float32)
+        name = "identity token" if token == "identity" else DISPLAY_NAMES[CLASS_NAMES.index(token)]
+        return gr.update(value=attention_overlay(upscale(gen.image, FRAME_SIZE), heat),
+                         label=f"Attention to {name} (peak {heat.max():.0%})")
 
     # ---- API: /generate ----
     def api_generate(self, mask_file: Any, style_file: Any, identity_file: Any,

@@ -86,19 +86,23 @@ def read_png_metadata(path: str | os.PathLike) -> dict[str, str]:
         return {k: v for k, v in img.info.items() if isinstance(v, str)}
 
 
-def attention_overlay(image: np.ndarray, heat: np.ndarray, strength: float = 0.6) -> np.ndarray:
-    """Blend a [h, w] attention map (any scale) over an RGB uint8 [H, W, 3] image as a heat map."""
+def attention_overlay(image: np.ndarray, heat: np.ndarray, strength: float = 0.85) -> np.ndarray:
+    """A [h, w] attention map (any scale) as a heat map over a dimmed grey copy of an RGB uint8
+    [H, W, 3] image: the picture shows where, the colour how much (scaled to the map's 99th
+    percentile, so a token that draws weakly everywhere still shows its pattern)."""
     img = np.asarray(image, dtype=np.float32)
     h, w = img.shape[:2]
     a = np.asarray(heat, dtype=np.float32)
     a = a - a.min()
-    a = a / a.max() if a.max() > 0 else a
+    top = float(np.percentile(a, 99))
+    a = np.clip(a / top, 0, 1) if top > 0 else a
     a_img = Image.fromarray((a * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
     a = np.asarray(a_img, dtype=np.float32)[..., None] / 255.0
-    # black -> red -> yellow -> white ("hot" colour map), weighted by the attention itself
+    grey = img.mean(axis=-1, keepdims=True) * 0.5
+    # black -> red -> yellow -> white ("hot" colour map)
     hot = np.concatenate([np.clip(3 * a, 0, 1), np.clip(3 * a - 1, 0, 1), np.clip(3 * a - 2, 0, 1)], axis=-1) * 255
-    alpha = strength * np.clip(a * 1.5, 0, 1)
-    out = img * (1 - alpha) + hot * alpha
+    alpha = strength * np.clip(a, 0, 1) ** 0.7
+    out = grey * (1 - alpha) + hot * alpha
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -29,8 +29,9 @@ def test_attention_overlay_highlights_where_attention_is():
     heat[:8, :8] = 1.0
     out = attention_overlay(img, heat)
     assert out.shape == img.shape and out.dtype == np.uint8
-    assert np.abs(out[:48, :48].astype(int) - 100).mean() > 40
-    assert np.abs(out[-48:, -48:].astype(int) - 100).mean() < 2
+    hot, cold = out[:48, :48].astype(int), out[-48:, -48:].astype(int)
+    assert hot[..., 0].mean() > cold[..., 0].mean() + 100  # red-to-white where the token is attended
+    assert np.abs(cold - 50).max() <= 1  # elsewhere the dimmed grey picture
 
 
 def _entry(**kw):
