@@ -167,9 +167,9 @@ class Handlers:
         if gen is None or not token or token not in gen.attention:
             return gr.update(value=None, label="Attention map")
         heat = np.asarray(gen.attention[token], dtype=np.float32)
-        name = "identity token" if token == "identity" else DISPLAY_NAMES[CLASS_NAMES.index(token)]
+        name = "Identity token" if token == "identity" else DISPLAY_NAMES[CLASS_NAMES.index(token)]
         return gr.update(value=attention_overlay(upscale(gen.image, FRAME_SIZE), heat),
-                         label=f"Attention to {name} (peak {heat.max():.0%})")
+                         label=f"{name}: peak {heat.max():.0%}")
 
     # ---- API: /generate ----
     def api_generate(self, mask_file: Any, style_file: Any, identity_file: Any,
