@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO))
 MAX_BYTES = 30 * 2**20
 
 CARD = """---
-license: mit
+license: other
+license_name: idface-demo-non-commercial
 library_name: pytorch
 tags:
 - idface
@@ -44,8 +45,10 @@ and is loaded from the Hugging Face Hub when configured (`IDFACE_CHECKPOINT`).
 ## What it was trained on
 
 The six public-domain photos bundled in `assets/faces` (Eileen Collins, Grace Hopper, Barack
-Obama x3, Joe Biden), aligned to the generator frame, with hand-corrected 19-class label maps
-(`assets/train`, made by `scripts/make_demo_data.py`, provenance in `assets/train/PROVENANCE.md`).
+Obama x3, Joe Biden), aligned to the generator frame, with hand-corrected 19-class label maps,
+plus three recoloured copies of each (hair, clothes and background shifted to random colours, so
+that region colours must come from the style codes): 24 image/map pairs in `assets/train`, made
+by `scripts/make_demo_data.py`, provenance in `assets/train/PROVENANCE.md`.
 Heavy augmentation: horizontal flips with left/right classes swapped, zoom {scale}, shift
 +-{shift}, rotation +-{rotate} deg, smooth joint image+mask deformation ({warp} of the side:
 the "mask edit" augmentation), brightness/contrast/saturation +-{colour}, gamma.
@@ -53,8 +56,12 @@ the "mask edit" augmentation), brightness/contrast/saturation +-{colour}, gamma.
 ## How long, on what
 
 {steps} steps of batch {batch} ({images} augmented images), {minutes:.0f} minutes wall-clock on
-2 CPU cores shared with about six other jobs (load average about 11; one torch thread), at
-{size}x{size}. Losses: L1 (weight {w_l1}), hinge adversarial ({w_adv}) with feature matching
+2 CPU cores shared with other jobs (load average falling from about 9 to about 3 during the run;
+one torch thread: under that contention it ran several times faster than two), at {size}x{size}.
+The run was stopped and resumed from its checkpoints three times to lengthen the schedule while
+the learning rate was still constant (the trainer resumes bit-exactly), so the weights are those
+of one run of `configs/demo.json`. Two earlier attempts (about 20 minutes together, milder colour
+augmentation and no recoloured copies) were discarded because style codes had no effect on hair. Losses: L1 (weight {w_l1}), hinge adversarial ({w_adv}) with feature matching
 ({w_fm}) from a small two-scale patch discriminator, cross-attention mask loss ({w_attn}), identity
 loss 1 - cos with the frozen dlib ResNet ({w_id}). VGG perceptual loss was off (no VGG19 weights
 offline). Adam G {lr_g} / D {lr_d}, betas (0, 0.9), linear decay over the last {decay} steps, EMA
@@ -85,12 +92,14 @@ change maps; hair swaps).
   face is not meaningful with this checkpoint.
 - {size}x{size} output only, blurry next to the paper's 256x256 model.
 - Mask edits and region swaps work best on the six training faces and for classes they contain
-  (no earrings, necklaces; one hat, one pair of glasses).
+  (no earrings, necklaces; one hat, one pair of glasses). Edits are mostly local but not
+  perfectly: the mask embedder is one dense layer over the whole mask, so changing one region
+  also shifts the rest of the face a little (the "outside" column above).
 - Its identity verdicts come from dlib's ResNet only; they say nothing about other recognizers.
 
 Images it generates are synthetic. Photos of public figures; see `assets/faces/PROVENANCE.md`.
-The training label maps were derived with dlib's 68-point landmark model (iBUG 300-W,
-non-commercial licence).
+Licence: the training label maps were derived with dlib's 68-point landmark model, trained on
+iBUG 300-W whose licence excludes commercial use; treat these weights as non-commercial too.
 """
 
 
@@ -138,9 +147,25 @@ def main(argv=None) -> int:
     ap.add_argument("--run", default=str(REPO / "runs" / "demo"))
     ap.add_argument("--dest", default=str(REPO / "weights" / "idface-demo"))
     ap.add_argument("--minutes", type=float, default=None, help="training wall-clock (default: from TensorBoard)")
+    ap.add_argument("--checkpoint", default=None,
+                    help="export this training checkpoint's EMA (runs/demo/checkpoints/step_N) instead of final/, "
+                         "converted to float16 (for a run stopped early; the card then says so)")
     args = ap.parse_args(argv)
     run, dest = Path(args.run), Path(args.dest)
     final = run / "final"
+    stopped_at = None
+    if args.checkpoint:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        ckpt_dir = Path(args.checkpoint)
+        stopped_at = int(json.loads((ckpt_dir / "trainer_state.json").read_text())["step"])
+        final = Path("/tmp") / f"idface-demo-export-{stopped_at}"
+        final.mkdir(parents=True, exist_ok=True)
+        state = load_file(str(ckpt_dir / "ema" / "model.safetensors"))
+        save_file({k: v.to(torch.float16) for k, v in state.items()}, str(final / "model.safetensors"),
+                  metadata={"format": "pt"})
+        shutil.copyfile(ckpt_dir / "ema" / "config.json", final / "config.json")
     for name in ("config.json", "model.safetensors"):
         if not (final / name).is_file():
             print(f"{final / name} not found: has the run finished?", file=sys.stderr)
@@ -171,7 +196,7 @@ def main(argv=None) -> int:
     counts = model.parameter_counts()
     aug = train_cfg.augment
     w = train_cfg.loss_weights
-    steps = int(train_cfg.max_steps)
+    steps = stopped_at if stopped_at is not None else int(train_cfg.max_steps)
     card = CARD.format(
         scale=tuple(aug.get("scale", (1, 1))), shift=aug.get("shift", 0), rotate=aug.get("rotate", 0),
         warp=aug.get("warp", 0), colour=aug.get("brightness", 0),
