@@ -32,6 +32,10 @@ ENV_REVISION = "IDFACE_REVISION"
 ENV_REQUIRE_PINNED = "IDFACE_REQUIRE_PINNED"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 BUNDLED_CHECKPOINTS: tuple[str, ...] = ("idface-demo",)   # folders under weights/, first wins
+# What a person must know about each bundled checkpoint, shown wherever the checkpoint is named.
+BUNDLED_NOTES: dict[str, str] = {
+    "idface-demo": "small demo checkpoint trained only on the six bundled photos; it does not generalise to new faces",
+}
 REQUIRED_FILES = ("config.json", "model.safetensors")
 HUB_FILES = ["config.json", "*.safetensors", "README.md"]  # allow_patterns: never *.bin / *.pt
 
@@ -75,7 +79,8 @@ class CheckpointSource:
             return f"Hub {self.repo_id}@{rev}{commit}{via}"
         label = {"explicit-local": "folder", "env": f"folder from {ENV_CHECKPOINT}",
                  "bundled": "bundled weights"}[self.kind]
-        return f"{label} {self.path}"
+        note = BUNDLED_NOTES.get(self.path.name) if self.kind == "bundled" else None
+        return f"{label} {self.path}" + (f" ({note})" if note else "")
 
 
 def split_revision(spec: str) -> tuple[str, str | None]:
