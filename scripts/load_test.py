@@ -51,8 +51,9 @@ MASKS = sorted(p for p in (ROOT / "assets" / "masks").glob("*.png") if not p.ste
 # server side
 
 
-def serve(port: int, checkpoint: str | None) -> None:
-    """Run the app in this process (the launched mode): SIGUSR1 runs gc + malloc_trim."""
+def serve(port: int, checkpoint: str | None, stats_file: str | None = None) -> None:
+    """Run the app in this process (the launched mode): SIGUSR1 runs gc + malloc_trim and writes
+    what the server holds (sessions, pipeline cache sizes, tracked temp files) to stats_file."""
     import ctypes
     import gc
 
@@ -65,6 +66,16 @@ def serve(port: int, checkpoint: str | None) -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except OSError:
             pass
+        if stats_file:
+            holder = getattr(demo, "state_holder", None)
+            stats = {
+                "sessions_held": len(holder.session_data) if holder else None,
+                "sessions_with_state": sum(any(v is not None for v in s.state_data.values())
+                                           for s in holder.session_data.values()) if holder else None,
+                "pipeline_caches": engine.pipeline.cache_info() if engine.pipeline else None,
+                "temp_files_tracked": sum(len(t) for t in demo.temp_file_sets),
+            }
+            Path(stats_file).write_text(json.dumps(stats))
 
     signal.signal(signal.SIGUSR1, collect)
     engine = Engine(checkpoint=checkpoint, strict=False)
@@ -94,9 +105,9 @@ def make_plumbing_checkpoint(folder: Path, preset: str = "tiny") -> None:
     model.save_pretrained(folder)
 
 
-def launch_server(checkpoint: str | None, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def launch_server(checkpoint: str | None, env_extra: dict[str, str], stats_file: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(port)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(port), "--stats-file", stats_file]
     if checkpoint:
         cmd += ["--checkpoint", checkpoint]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **env_extra)
@@ -202,7 +213,30 @@ class BrowserSession:
         self.config = self.http.get(self.url + "config").json()
         self.components = {c["id"]: c for c in self.config["components"]}
 
+    def open_heartbeat(self) -> None:
+        """Keep the session's heartbeat connection open, as the page does; close() drops it,
+        which the server takes as the visitor leaving (unload)."""
+        import httpx
+
+        self._leaving = threading.Event()
+
+        def beat():
+            try:
+                with httpx.Client(timeout=None) as http, \
+                        http.stream("GET", self.url + f"gradio_api/heartbeat/{self.session_hash}") as stream:
+                    for _ in stream.iter_lines():
+                        if self._leaving.is_set():
+                            break
+            except Exception:
+                pass
+
+        self._heartbeat = threading.Thread(target=beat, daemon=True)
+        self._heartbeat.start()
+
     def close(self) -> None:
+        if getattr(self, "_heartbeat", None) is not None:
+            self._leaving.set()
+            self._heartbeat.join(timeout=30)
         self.http.close()
 
     def component_id(self, elem_id: str) -> int:
@@ -297,6 +331,7 @@ def browser_visitor(url: str, deadline: float, rng: random.Random, stats: Stats,
     from idface.ui.maskcodec import encode_label_map
 
     session = BrowserSession(url, timeout)
+    session.open_heartbeat()
     try:
         prep_style = session.fn_index("style_in", "change")
         prep_identity = session.fn_index("identity_in", "change")
@@ -394,13 +429,17 @@ def run_burst(url: str, pid: int | None, visitors: int, duration: float, timeout
     return report
 
 
-def idle_rss(pid: int, idle_s: float, can_signal: bool) -> dict:
+def idle_rss(pid: int, idle_s: float, stats_file: str | None) -> dict:
     time.sleep(idle_s)
     out = {"idle": round(rss_bytes(pid) / 2**20, 1)}
-    if can_signal:
+    if stats_file:
         os.kill(pid, signal.SIGUSR1)
         time.sleep(2)
         out["idle_after_gc"] = round(rss_bytes(pid) / 2**20, 1)
+        try:
+            out["server_holds"] = json.loads(Path(stats_file).read_text())
+        except (OSError, ValueError):
+            pass
     return out
 
 
@@ -420,13 +459,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the report here")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--stats-file", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.serve:
-        serve(args.port, args.checkpoint)
+        serve(args.port, args.checkpoint, args.stats_file)
         return 0
 
-    proc = None
+    proc, stats_file = None, None
     tmp = tempfile.TemporaryDirectory()
     if args.url:
         host = args.url.split("//", 1)[-1].split("/", 1)[0].split(":")[0]
@@ -440,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             make_plumbing_checkpoint(Path(checkpoint), args.plumbing)
         env = {"IDFACE_MAX_QUEUE": str(args.max_queue)} if args.max_queue else {}
         started = time.time()
-        proc, url = launch_server(checkpoint, env)
+        stats_file = str(Path(tmp.name) / "server_stats.json")
+        proc, url = launch_server(checkpoint, env, stats_file)
         pid = proc.pid
         print(f"server up at {url} (pid {pid}) in {time.time() - started:.0f} s, RSS {rss_bytes(pid) / 2**20:.0f} MB",
               flush=True)
@@ -451,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {n} visitors for {args.duration:.0f} s ---", flush=True)
             report = run_burst(url, pid, n, args.duration, args.request_timeout, args.seed)
             if pid:
-                report["rss_mb"].update(idle_rss(pid, args.idle, proc is not None))
+                report["rss_mb"].update(idle_rss(pid, args.idle, stats_file))
             reports.append(report)
             print(json.dumps(report, indent=1), flush=True)
     finally:
