@@ -187,6 +187,7 @@ class Record:
     latency: float
     queue_wait: float | None
     error: str = ""
+    end: float = field(default_factory=time.time)  # when the answer came
 
 
 @dataclass
@@ -235,8 +236,7 @@ class BrowserSession:
 
     def close(self) -> None:
         if getattr(self, "_heartbeat", None) is not None:
-            self._leaving.set()
-            self._heartbeat.join(timeout=30)
+            self._leaving.set()  # the beat thread hangs up at the next heartbeat line (<= 15 s)
         self.http.close()
 
     def component_id(self, elem_id: str) -> int:
@@ -415,7 +415,9 @@ def run_burst(url: str, pid: int | None, visitors: int, duration: float, timeout
         "served": len(recs) - len(errors),
         "errors": len(errors),
         "first_errors": sorted({f"{r.kind}/{r.what}: {r.error}" for r in errors})[:5],
-        "throughput_per_s": round((len(recs) - len(errors)) / wall, 3),
+        # served per second while requests were being answered (not counting visitors' goodbyes)
+        "throughput_per_s": round((len(recs) - len(errors)) / max(1e-9, max((r.end for r in recs), default=0)
+                                                                   - (deadline - duration)), 3) if recs else 0.0,
         "by_kind": {},
         "latency_s": percentiles([r.latency for r in recs if r.ok]),
         "queue_wait_s": percentiles([r.queue_wait for r in recs if r.ok and r.queue_wait is not None]),
