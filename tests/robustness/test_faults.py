@@ -81,7 +81,9 @@ def test_missing_recognizer_weights_say_where_they_were_looked_for(monkeypatch, 
     from idface.identity import arcface, registry
 
     monkeypatch.setattr(arcface, "facexlib_weight_path", lambda name: None)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))  # read per call
     registry.clear_cache()
     try:
         reason = registry.recognizer_status()["arcface"]
