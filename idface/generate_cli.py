@@ -60,13 +60,9 @@ def format_text(rep: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from idface.ui.engine import Engine, generate_from_photos
-    from idface.ui.outputs import save_synthetic_png
+    from idface.ui.outputs import check_png_out, save_synthetic_png
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise InputError(f"--out must be a .png file (it carries the synthetic-image metadata); got {out.name!r}")
-    if not out.parent.exists():
-        raise InputError(f"the folder of --out, {str(out.parent)!r}, does not exist")
+    out = check_png_out(args.out)
     engine = Engine(checkpoint=args.checkpoint)
     if not engine.generator_ready:
         raise WeightsNotFoundError(engine.generator_error)

@@ -93,13 +93,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from idface.conceal.api import conceal
-    from idface.ui.outputs import save_synthetic_png
+    from idface.ui.outputs import check_png_out, save_synthetic_png
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise InputError(f"--out must be a .png file (the result carries synthetic-image metadata); got {out.name!r}")
-    if not out.parent.exists():
-        raise InputError(f"the folder of --out does not exist: {out.parent}")
+    out = check_png_out(args.out)
     settings = settings_from_args(args)
     if args.mode == "photo":
         from idface.conceal.photo import PhotoAttackSettings as Defaults

@@ -46,6 +46,18 @@ def synthetic_png_info(checkpoint: str, settings: dict) -> PngInfo:
     return info
 
 
+def check_png_out(path: str | os.PathLike) -> Path:
+    """Validate a CLI --out path for a synthetic PNG: a .png file in an existing folder."""
+    from idface.errors import InputError
+
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out must be a .png file (it carries the synthetic-image metadata); got {out.name!r}")
+    if not out.parent.exists():
+        raise InputError(f"the folder of --out, {str(out.parent)!r}, does not exist")
+    return out
+
+
 def save_synthetic_png(image: np.ndarray, path: str | os.PathLike, checkpoint: str, settings: dict) -> Path:
     """Write a generated RGB uint8 [H, W, 3] image as PNG with the synthetic metadata."""
     path = Path(path)
