@@ -42,6 +42,7 @@ EMBEDDING_DIM = 512
 WEIGHTS_FILE = "recognition_arcface_ir_se50.pth"
 RELEASE_URL = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/recognition_arcface_ir_se50.pth"
 MIRROR_REPO_ENV = "IDFACE_ARCFACE_REPO"
+MIRROR_REVISION_ENV = "IDFACE_ARCFACE_REVISION"  # pin the mirror to a commit (Spaces: always)
 DEFAULT_MIRROR_REPO = "idface/facexlib-weights"  # the project's mirror of facexlib's weight files
 # Published cosine thresholds for IR-SE50 (unaligned protocol), by false accept rate.
 PUBLISHED_THRESHOLDS = {0.1: 0.145, 0.01: 0.241, 0.001: 0.313}
@@ -112,7 +113,8 @@ def locate_arcface_weights(download: bool | None = None, hf_cache_dir: str | os.
 
     online = download and host_reachable(urlparse(constants.ENDPOINT).hostname or "huggingface.co")
     try:
-        cached = hf_hub_download(repo, WEIGHTS_FILE, cache_dir=hf_cache_dir, local_files_only=not online)
+        cached = hf_hub_download(repo, WEIGHTS_FILE, revision=os.environ.get(MIRROR_REVISION_ENV) or None,
+                                 cache_dir=hf_cache_dir, local_files_only=not online)
         return _install(Path(cached))
     except Exception as err:  # not cached / not reachable / no such repo
         how = "Hub" if online else "HF cache"

@@ -70,6 +70,16 @@ def test_hub_mirror_from_prefilled_cache_installs_into_facexlib_rootpath(isolate
     assert arcface.arcface_status() == "available"
 
 
+def test_hub_mirror_revision_pin_selects_the_snapshot(isolated, random_state_file, monkeypatch):
+    cache = isolated / "hf_cache"
+    prefill_hf_cache(cache, random_state_file)
+    monkeypatch.setenv(arcface.MIRROR_REVISION_ENV, "f" * 40)  # a commit the cache does not hold
+    with pytest.raises(WeightsNotFoundError, match=f"HF cache {REPO}"):
+        locate_arcface_weights(hf_cache_dir=cache)
+    monkeypatch.setenv(arcface.MIRROR_REVISION_ENV, COMMIT)
+    assert locate_arcface_weights(hf_cache_dir=cache).read_bytes() == random_state_file.read_bytes()
+
+
 def test_local_folder_comes_first(isolated, random_state_file):
     local = isolated / "local"
     local.mkdir()
