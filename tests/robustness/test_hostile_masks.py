@@ -42,6 +42,18 @@ def one_line(err: Exception) -> str:
     return text
 
 
+def label_map_or_clear_error(decode, value, shape=None):
+    """decode(value) gives a valid label map (of `shape` when given), returned, or a one-line
+    InputError (None is returned)."""
+    try:
+        lm = decode(value)
+    except InputError as err:
+        one_line(err)
+        return None
+    assert_valid_label_map(lm, shape)
+    return lm
+
+
 # ---- the editor's wire format ----
 
 @FAST
@@ -53,12 +65,7 @@ def test_wire_format_round_trip(lm):
 @FAST
 @given(st.text(max_size=200))
 def test_wire_format_arbitrary_text(text):
-    try:
-        lm = decode_label_map(text)
-    except InputError as err:
-        one_line(err)
-    else:
-        assert_valid_label_map(lm)
+    label_map_or_clear_error(decode_label_map, text)
 
 
 numbers = st.one_of(st.integers(-5, 30), st.integers(-2**70, 2**70), st.just(2**63 - 1), st.just(2**64 + 1))
@@ -70,12 +77,7 @@ def test_wire_format_hostile_numbers(h, w, runs):
     """Headers and runs chosen to overflow, go negative or not add up: InputError, never a crash
     or a giant allocation."""
     text = f"{h},{w}|" + ",".join(map(str, runs))
-    try:
-        lm = decode_label_map(text)
-    except InputError as err:
-        one_line(err)
-    else:
-        assert_valid_label_map(lm, (h, w))
+    label_map_or_clear_error(decode_label_map, text, (h, w))
 
 
 @pytest.mark.parametrize("text", [
@@ -87,12 +89,7 @@ def test_wire_format_hostile_numbers(h, w, runs):
     "1,1|" + "7," * 2_000_000 + "1",                # far more numbers than pixels
 ])
 def test_wire_format_crafted(text):
-    try:
-        lm = decode_label_map(text)
-    except InputError as err:
-        one_line(err)
-    else:
-        assert_valid_label_map(lm)
+    label_map_or_clear_error(decode_label_map, text)
 
 
 # ---- mask images ----
@@ -100,23 +97,14 @@ def test_wire_format_crafted(text):
 @FAST
 @given(shapes.flatmap(lambda s: hnp.arrays(np.uint8, s + (3,))))
 def test_load_mask_random_colour_arrays(arr):
-    try:
-        lm = load_mask(arr)
-    except InputError as err:
-        one_line(err)
-    else:
-        assert_valid_label_map(lm, arr.shape[:2])
+    label_map_or_clear_error(load_mask, arr, arr.shape[:2])
 
 
 @FAST
 @given(shapes.flatmap(lambda s: hnp.arrays(st.sampled_from([np.int16, np.int64, np.float32, np.float64, np.uint16]), s)))
 def test_load_mask_index_arrays_any_dtype(arr):
-    try:
-        lm = load_mask(arr)
-    except InputError as err:
-        one_line(err)
-    else:
-        assert_valid_label_map(lm, arr.shape)
+    lm = label_map_or_clear_error(load_mask, arr, arr.shape)
+    if lm is not None:
         assert np.array_equal(lm, arr.astype(np.int64))
 
 
@@ -174,12 +162,8 @@ def test_label_conversions_round_trip(lm):
 @FAST
 @given(shapes.flatmap(lambda s: hnp.arrays(st.sampled_from([np.int8, np.int32, np.int64, np.uint16, np.float32, np.float64, np.bool_]), s)))
 def test_validate_label_map_any_numeric_array(arr):
-    try:
-        lm = validate_label_map(arr)
-    except InputError as err:
-        one_line(err)
-    else:
-        assert_valid_label_map(lm, arr.shape)
+    lm = label_map_or_clear_error(validate_label_map, arr, arr.shape)
+    if lm is not None:
         assert np.array_equal(lm.astype(np.float64), arr.astype(np.float64))
 
 
@@ -189,12 +173,8 @@ def test_validate_label_map_any_numeric_array(arr):
 def test_color_to_index_rejects_non_palette_colours(arr):
     """Values outside 0..255 must not alias onto a palette colour (e.g. (0, 256, 0) is not (1, 0, 0))."""
     assume(arr.size)
-    try:
-        lm = color_to_index(arr)
-    except InputError as err:
-        one_line(err)
-    else:
-        assert_valid_label_map(lm, arr.shape[:2])
+    lm = label_map_or_clear_error(color_to_index, arr, arr.shape[:2])
+    if lm is not None:
         assert np.array_equal(PALETTE[lm].astype(np.int64), arr.astype(np.int64))
 
 
