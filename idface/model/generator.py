@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from idface.model.config import ModelConfig
+from idface.model.folding import FoldedBlock, fold_block, run_folded
 from idface.model.style_encoder import group_norm
 
 
@@ -93,8 +94,12 @@ class SelfAttention(nn.Module):
         self.to_out = nn.Linear(heads * head_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        qkv = self.to_qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return self.attend(self.to_qkv(x))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """qkv [B, N, 3 * inner] (already projected) -> attention output [B, N, dim]."""
+        b, n, _ = qkv.shape
+        qkv = qkv.view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.contiguous()                                       # 3 x [B, heads, N, d]
         out = F.scaled_dot_product_attention(q, k, v)                   # fused: no N x N matrix
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
@@ -209,26 +214,33 @@ class Generator(nn.Module):
         """context [B, T, code_dim] -> one ContextKV per cross-attention layer (cacheable)."""
         return [block.cross_attn.fold_context(context) for block in self.transformer_blocks]
 
+    def fold(self, context: torch.Tensor) -> list[FoldedBlock]:
+        """context [B, T, code_dim] -> every transformer block folded with it, for inference
+        (idface.model.folding: the same function, fewer FLOPs; cacheable, `.to(dtype)`)."""
+        with torch.no_grad():
+            return [fold_block(block, context) for block in self.transformer_blocks]
+
     def forward(
         self,
         mask: torch.Tensor,
         context: torch.Tensor | None = None,
         *,
         context_kv: list[ContextKV] | None = None,
+        folded: list[FoldedBlock] | None = None,
         return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[LayerAttention]]:
-        """mask [B, K, H, W] one-hot, context [B, T, code_dim] (or its folded `context_kv`) ->
-        image [B, 3, H', W'] in [-1, 1] (H' = config.image_size), and with return_attention a
-        LayerAttention per stage."""
-        if context_kv is None:
+        """mask [B, K, H, W] one-hot, context [B, T, code_dim] (or its `context_kv`, or the
+        blocks `folded` with it, inference only) -> image [B, 3, H', W'] in [-1, 1]
+        (H' = config.image_size), and with return_attention a LayerAttention per stage."""
+        if context_kv is None and folded is None:
             if context is None:
-                raise ValueError("Generator needs a context or a folded context_kv")
+                raise ValueError("Generator needs a context, a folded context_kv or folded blocks")
             context_kv = self.fold_context(context)
         x = self.mask_embedder(mask)
         attention = []
         for i, (res, block) in enumerate(zip(self.res_blocks, self.transformer_blocks)):
             x = res(x)
-            x, logits = block(x, context_kv[i])
+            x, logits = run_folded(block, x, folded[i]) if folded is not None else block(x, context_kv[i])
             if return_attention:
                 b, _, h, w = x.shape
                 attention.append(LayerAttention(
