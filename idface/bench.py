@@ -10,7 +10,11 @@ Reports, for one preset (default paper-256, batch 1):
       bf16           channels_last, weights and activations bfloat16 (norms and softmax
                      accumulate in float32 inside their kernels), folded context computed in
                      float32 and rounded once
+      fp32-folded    every transformer block folded with the context (idface.model.folding:
+                     exact algebra, fewer FLOPs), float32
+      bf16-folded    the bfloat16 generator with the blocks folded in float32 and rounded once
     with each mode's difference from fp32 on the same input (max / mean abs on [-1, 1], PSNR);
+    plus the FLOPs and float32 time of folding the blocks for a new context;
   - style encoder latency (fp32, bf16-autocast);
   - matmul peak (fp32, bf16) measured in the same run, achieved GFLOP/s and achieved / peak;
   - the load average, since the cores may be shared, and each mode's CPU time per image (all
@@ -39,7 +43,8 @@ import torch
 from idface.labels import CLASS_INDEX, NUM_CLASSES
 from idface.model import ContextKV, IdFaceModel, get_config
 
-MODES = ("fp32", "bf16-autocast", "bf16")
+MODES = ("fp32", "bf16-autocast", "bf16", "fp32-folded", "bf16-folded")
+FOLDED = ("fp32-folded", "bf16-folded")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,11 +174,16 @@ def run_bench(args) -> dict:
         codes, _ = model.encode_style(image, mask)
         context = model.context(codes, model.identity_token(embedding))      # [1, 20, code_dim]
         kv = generator.fold_context(context)
+        folded = generator.fold(context)
         flops = {
             "generator_cached_context": count_flops(lambda: generator(mask, context_kv=kv)),
+            "generator_folded": count_flops(lambda: generator(mask, folded=folded)),
             "fold_context": count_flops(lambda: generator.fold_context(context)),
+            "fold_blocks": count_flops(lambda: generator.fold(context)),
             "style_encoder": count_flops(lambda: model.encode_style(image, mask)),
         }
+        fold_seconds, _ = median_seconds(lambda: generator.fold(context), 5, 1)
+        report["fold_blocks_ms"] = round(fold_seconds * 1e3, 1)
         report["gflop_per_image"] = {k: float(f"{v / 1e9:.4g}") for k, v in flops.items()}
         peaks = {"fp32": matmul_peak(torch.float32, args.peak_size),
                  "bf16": matmul_peak(torch.bfloat16, args.peak_size)}
@@ -189,10 +199,13 @@ def run_bench(args) -> dict:
                 return generator(mask, context_kv=kv)
 
         runners["bf16-autocast"] = autocast_run
-        if "bf16" in modes:
+        runners["fp32-folded"] = lambda: generator(mask, folded=folded)
+        if "bf16" in modes or "bf16-folded" in modes:
             generator_bf16 = copy.deepcopy(generator).to(torch.bfloat16)
             kv_bf16, mask_bf16 = to_bf16(kv), mask.to(torch.bfloat16)
+            folded_bf16 = [block.to(torch.bfloat16) for block in folded]
             runners["bf16"] = lambda: generator_bf16(mask_bf16, context_kv=kv_bf16)
+            runners["bf16-folded"] = lambda: generator_bf16(mask_bf16, folded=folded_bf16)
 
         report["generator"] = {}
         for mode in modes:
@@ -201,12 +214,14 @@ def run_bench(args) -> dict:
             mse = float(((out - reference) / 2).square().mean())            # on a [0, 1] scale
             cpu: list[float] = []
             seconds, times = median_seconds(runners[mode], args.runs, args.warmup, cpu)
-            precision = "fp32" if mode == "fp32" else "bf16"
+            precision = "fp32" if mode.startswith("fp32") else "bf16"
             peak = report["matmul_peak_gflops"][precision]
-            achieved = flops["generator_cached_context"] / seconds / 1e9
-            achieved_cpu = flops["generator_cached_context"] / statistics.median(cpu) / 1e9
+            mode_flops = flops["generator_folded" if mode in FOLDED else "generator_cached_context"]
+            achieved = mode_flops / seconds / 1e9
+            achieved_cpu = mode_flops / statistics.median(cpu) / 1e9
             report["generator"][mode] = {
                 "median_ms": round(seconds * 1e3, 1),
+                "gflop": float(f"{mode_flops / 1e9:.4g}"),
                 "min_ms": round(min(times) * 1e3, 1),
                 # CPU time of all threads per image: on shared cores, cpu_ms / threads estimates
                 # the wall time on idle ones better than the wall time does
@@ -246,8 +261,9 @@ def print_report(report: dict) -> None:
     print(f"parameters: generator {p['generator'] / 1e6:.2f}M (mask embedder {p['mask_embedder'] / 1e6:.2f}M), "
           f"style encoder {p['style_encoder'] / 1e6:.2f}M, identity projection {p['identity_projection'] / 1e6:.2f}M")
     f = report["gflop_per_image"]
-    print(f"GFLOP/image: generator {f['generator_cached_context']:.1f} (+ {f['fold_context']:.2f} to fold a new "
-          f"context), style encoder {f['style_encoder']:.1f}")
+    print(f"GFLOP/image: generator {f['generator_cached_context']:.4g} (+ {f['fold_context']:.2g} to fold a new "
+          f"context), folded generator {f['generator_folded']:.4g} (+ {f['fold_blocks']:.2g} and "
+          f"{report['fold_blocks_ms']:.0f} ms to fold the blocks), style encoder {f['style_encoder']:.1f}")
     peak = report["matmul_peak_gflops"]
     print(f"matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
     for mode, r in report["generator"].items():

@@ -9,9 +9,9 @@ the CLI and evaluation.
     result.attention        # token name -> [H, W] float32, probabilities summed to 1 over tokens
     result.codes            # [19, C] codes actually used
 
-Style codes (per image + label map), identity tokens (per embedding) and the context folded into
-the cross-attention layers (per codes + identity) are cached by content hash in small LRU caches,
-so editing the mask reruns only the generator. Inputs are validated with one-line InputErrors.
+Style codes (per image + label map), identity tokens (per embedding) and the generator's blocks
+folded with the context (per codes + identity; idface.model.folding, exact) are cached by content
+hash in small LRU caches, so editing the mask reruns only the folded generator. Inputs are validated with one-line InputErrors.
 Face images are never stored: caches keep codes derived from them, keyed by a hash, bounded, and
 `clear_caches()` drops them.
 """
@@ -32,7 +32,7 @@ from PIL import Image
 
 from idface.errors import InputError
 from idface.labels import CLASS_NAMES, NUM_CLASSES, class_index, validate_label_map
-from idface.model import ContextKV, IdFaceModel
+from idface.model import IdFaceModel
 
 IDENTITY_TOKEN = "identity"
 TOKEN_NAMES: tuple[str, ...] = CLASS_NAMES + (IDENTITY_TOKEN,)  # context order: 19 classes, identity
@@ -117,7 +117,7 @@ class IdFacePipeline:
         self.config = model.config
         self.precision = precision
         # bf16: a bfloat16 copy of the generator (taken now) runs the pixels (norms and softmax accumulate in
-        # float32 inside their kernels); style codes and the folded context are computed in float32
+        # float32 inside their kernels); style codes and the folded blocks are computed in float32
         # and rounded once. See `python -m idface bench` for its speed and distance to fp32.
         self._generator_bf16 = (
             copy.deepcopy(model.generator).to(torch.bfloat16) if precision == "bf16" else None
@@ -242,16 +242,17 @@ class IdFacePipeline:
             codes[k], presence[k] = style.codes[k], style.presence[k]
         return StyleCodes(codes, presence, content_hash(codes.numpy()))
 
-    def _context_kv(self, style: StyleCodes, token: torch.Tensor, token_key: str):
+    def _folded(self, style: StyleCodes, token: torch.Tensor, token_key: str):
+        """The generator's blocks folded with this context (idface.model.folding), cached."""
         key = content_hash(style.key, token_key, self.precision)
 
         def make():
             with torch.inference_mode():
                 context = self.model.context(style.codes[None], token)    # [1, 20, C]
-                kv = self.model.generator.fold_context(context)
+                folded = self.model.generator.fold(context)              # float32, exact
             if self._generator_bf16 is not None:
-                kv = [ContextKV(*(t.to(torch.bfloat16) for t in layer)) for layer in kv]
-            return kv
+                folded = [block.to(torch.bfloat16) for block in folded]
+            return folded
 
         return self.context_cache.get_or_make(key, make)
 
@@ -275,13 +276,13 @@ class IdFacePipeline:
         with self._lock:
             codes = self._mix(self._style_from(style, "style"), class_sources)
             token, token_key = self.identity_token(identity_embedding)
-            context_kv = self._context_kv(codes, token, token_key)
+            folded = self._folded(codes, token, token_key)
             want = attention or layer_attention
             generator, mask = self.model.generator, self._onehot(lm)
             if self._generator_bf16 is not None:
                 generator, mask = self._generator_bf16, mask.to(torch.bfloat16)
             with torch.inference_mode():
-                out = generator(mask, context_kv=context_kv, return_attention=want)
+                out = generator(mask, folded=folded, return_attention=want)
             image, layers = out if want else (out, [])
         rgb = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         result = GenerationResult(

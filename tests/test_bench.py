@@ -14,7 +14,10 @@ def test_bench_json_reports_every_figure(capsys):
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["preset"] == "tiny"
-    assert set(report["generator"]) == {"fp32", "bf16-autocast", "bf16"}
+    assert set(report["generator"]) == {"fp32", "bf16-autocast", "bf16", "fp32-folded", "bf16-folded"}
+    assert report["generator"]["fp32-folded"]["max_abs_diff_vs_fp32"] < 1e-4    # exact algebra
+    assert report["generator"]["bf16-folded"]["psnr_vs_fp32_db"] > 30
+    assert 0 < report["gflop_per_image"]["generator_folded"] <= report["gflop_per_image"]["generator_cached_context"]
     for mode, r in report["generator"].items():
         assert r["median_ms"] > 0 and r["achieved_gflops"] > 0 and 0 < r["achieved_over_peak"]
     assert report["generator"]["fp32"]["max_abs_diff_vs_fp32"] == 0

@@ -23,7 +23,7 @@ and the feed-forward's output projection folds into the block's own output proje
 The feed-forward's first matmul then reads z (r wide) instead of t1 (D wide), and the second
 writes C channels instead of D. Blocks with self-attention keep their D-wide stream after the
 attention, but still fold their q/k/v projections (their input t0 has rank C) and the
-feed-forward's output projection.
+feed-forward's output projection; so do blocks whose [g, P] is not narrower than D (small presets).
 
     FoldedBlock  everything one block needs for one context, computed in float32
     fold_block   (block, context [B, T, code_dim]) -> FoldedBlock
@@ -86,7 +86,7 @@ class FoldedBlock:
     """One transformer block folded with one context. Shapes for paper-256's 128^2 stage
     (C 64, D 512, H 8, T 20, ff hidden m*D 2048) in the comments; B = context batch."""
 
-    low_rank: bool                            # True: no self-attention, stream in span([g, P])
+    low_rank: bool                            # True: run in the span of [g, P] (no self-attention)
     heads: int
     tokens: int
     ff_hidden: int                            # m * D
@@ -106,7 +106,7 @@ class FoldedBlock:
     kv: "ContextKV | None"
     out_stream: torch.Tensor | None           # [D, C]   t @ W_po^T
     # both: the feed-forward's output projection times the block's output projection
-    ff_out: torch.Tensor                      # [mD, C]  (W_po W_fo)^T
+    ff_out: torch.Tensor | None               # [mD, C]  (W_po W_fo)^T; None where C >= D (no saving)
     out_offset: torch.Tensor                  # [1, 1, C] (self-attention blocks; low rank: in b_offset)
 
     def to(self, dtype: torch.dtype) -> "FoldedBlock":
@@ -120,8 +120,11 @@ class FoldedBlock:
         return replace(self, **changes)
 
 
-def fold_block(block: "TransformerBlock", context: torch.Tensor) -> FoldedBlock:
-    """block + context [B, T, code_dim] -> FoldedBlock, in float32 whatever the block's dtype."""
+def fold_block(block: "TransformerBlock", context: torch.Tensor,
+               low_rank: bool | None = None) -> FoldedBlock:
+    """block + context [B, T, code_dim] -> FoldedBlock, in float32 whatever the block's dtype.
+    low_rank: run the block in the span of [g, P] (only without self-attention); None: when that
+    is narrower than the block's inner width (C + H*T < D), i.e. when it saves work."""
     cross = block.cross_attn
     heads, tokens = cross.heads, context.shape[1]
     w = {name: p.detach().float() for name, p in block.named_parameters()}
@@ -136,7 +139,12 @@ def fold_block(block: "TransformerBlock", context: torch.Tensor) -> FoldedBlock:
     common = dict(heads=heads, tokens=tokens, ff_hidden=w_fo.shape[1], norm_width=w_in.shape[-1],
                   eps_cross=block.norm_cross.eps, eps_ff=block.norm_ff.eps, ff_out=ff_out)
 
-    if block.self_attn is None:
+    channels, inner = w_in.shape[1], w_in.shape[2]
+    if low_rank is None:
+        low_rank = block.self_attn is None and channels + heads * tokens < inner
+    if low_rank and block.self_attn is not None:
+        raise ValueError("a block with self-attention has no low-rank form")
+    if low_rank:
         # stage A: cross-attention logits from g alone (t0 has rank C)
         logits = fold_layer_norm(w_in, b_in, block.norm_cross, query_key)
         a_weight = torch.cat([logits.scaled, logits.root.expand(b, -1, -1)], -1)
@@ -159,11 +167,13 @@ def fold_block(block: "TransformerBlock", context: torch.Tensor) -> FoldedBlock:
         )
 
     a_weight = a_offset = a_shift = None
-    if w_in.shape[1] < w_in.shape[2]:            # C < D: q, k, v from g, and t0 beside them
+    if block.self_attn is not None and channels < inner:   # q, k, v from g, and t0 beside them
         qkv = fold_layer_norm(w_in, b_in, block.norm_self, w["self_attn.to_qkv.weight"].t()[None])
         a_weight = torch.cat([qkv.scaled, qkv.root, w_in], -1).contiguous()
         a_offset = torch.cat([qkv.scaled_offset, qkv.root_offset, b_in], -1).contiguous()
         a_shift = qkv.shift.contiguous()
+    if channels >= inner:                        # folding W_po into W_fo would cost more, not less
+        common["ff_out"] = None
     return FoldedBlock(
         low_rank=False, a_weight=a_weight, a_offset=a_offset, a_shift=a_shift,
         b_weight=None, b_offset=None, ff_shift=None,
@@ -210,13 +220,17 @@ def run_folded(block: "TransformerBlock", x: torch.Tensor, folded: FoldedBlock,
         t = y[..., three_d + roots:]                                                  # t0 [B, N, D]
         t = t + block.self_attn.attend(qkv)
     else:
-        t = block.proj_in(g)
-        t = t + block.self_attn(block.norm_self(t))
+        t = block.proj_in(g)                                                          # [B, N, D]
+        if block.self_attn is not None:
+            t = t + block.self_attn(block.norm_self(t))
     attended, logits = block.cross_attn(block.norm_cross(t), folded.kv)
     t = t + attended                                                                  # [B, N, D]
     for i in range(0, n, chunk):
         part = t[:, i:i + chunk]
         hidden = _geglu(block.ff.proj(block.norm_ff(part)))                           # [B, n, mD]
+        if folded.ff_out is None:
+            out[:, i:i + chunk] = block.proj_out(part + block.ff.out(hidden))
+            continue
         out[:, i:i + chunk] = torch.baddbmm(
             torch.baddbmm(folded.out_offset, part, folded.out_stream.expand(b, -1, -1)),
             hidden, folded.ff_out.expand(b, -1, -1))
