@@ -62,10 +62,10 @@ def fold_layer_norm(basis: torch.Tensor, offset: torch.Tensor, norm: nn.LayerNor
     """basis [B, r, D], offset [B, 1, D], proj [B or 1, D, out] (right-multiplied), bias [out]."""
     basis_c = basis - basis.mean(-1, keepdim=True)
     offset_c = offset - offset.mean(-1, keepdim=True)
-    gamma = norm.weight.float()
-    shift = norm.bias.float() @ proj
+    gamma = norm.weight.to(basis.dtype)
+    shift = norm.bias.to(basis.dtype) @ proj
     if bias is not None:
-        shift = shift + bias.float()
+        shift = shift + bias.to(basis.dtype)
     # |[z, 1] @ [basis_c; offset_c]| = |[z, 1] @ R^T| for [basis_c; offset_c]^T = Q R
     r = torch.linalg.qr(torch.cat([basis_c, offset_c], 1).transpose(-1, -2), mode="r").R
     root = r.transpose(-1, -2)                                            # [B, r + 1, q]
@@ -73,10 +73,24 @@ def fold_layer_norm(basis: torch.Tensor, offset: torch.Tensor, norm: nn.LayerNor
                            root[:, :-1], root[:, -1:], shift.unsqueeze(1))
 
 
+# Stacked matmul outputs are padded to a multiple of this many columns: oneDNN's bf16 kernels
+# ran about 2x slower on an odd width (4385) than on the next multiple of 64 (measured here).
+COLUMN_ALIGN = 64
+
+
+def pad_root(folded: AffineLayerNorm, other_columns: int) -> AffineLayerNorm:
+    """Zero columns appended to the root (they add nothing to |z @ root|), so that the stacked
+    matmul [out | root | other_columns] is a multiple of COLUMN_ALIGN wide."""
+    pad = -(folded.scaled.shape[-1] + folded.root.shape[-1] + other_columns) % COLUMN_ALIGN
+    return folded._replace(root=F.pad(folded.root, (0, pad)),
+                           root_offset=F.pad(folded.root_offset, (0, pad)))
+
+
 def apply_layer_norm(y: torch.Tensor, width: int, roots: int, norm_width: int, eps: float,
                      shift: torch.Tensor) -> torch.Tensor:
     """y [B, n, width + roots] = [z @ scaled + .., z @ root + ..] -> the folded LayerNorm's output."""
-    sigma2 = y[..., width:width + roots].float().square().sum(-1, keepdim=True) / norm_width + eps
+    wide = torch.promote_types(y.dtype, torch.float32)                   # bf16 -> float32, float64 stays
+    sigma2 = y[..., width:width + roots].to(wide).square().sum(-1, keepdim=True) / norm_width + eps
     scale = sigma2.rsqrt().to(y.dtype)                                    # [B, n, 1]
     return torch.addcmul(shift, y[..., :width], scale)
 
@@ -122,14 +136,15 @@ class FoldedBlock:
 
 def fold_block(block: "TransformerBlock", context: torch.Tensor,
                low_rank: bool | None = None) -> FoldedBlock:
-    """block + context [B, T, code_dim] -> FoldedBlock, in float32 whatever the block's dtype.
+    """block + context [B, T, code_dim] -> FoldedBlock, in float32 (float64 for a float64 block).
     low_rank: run the block in the span of [g, P] (only without self-attention); None: when that
     is narrower than the block's inner width (C + H*T < D), i.e. when it saves work."""
     cross = block.cross_attn
     heads, tokens = cross.heads, context.shape[1]
-    w = {name: p.detach().float() for name, p in block.named_parameters()}
+    dtype = torch.promote_types(block.proj_in.weight.dtype, torch.float32)
+    w = {name: p.detach().to(dtype) for name, p in block.named_parameters()}
     kv = cross.fold_context(context.to(cross.to_k.weight.dtype))
-    query_key, value_out = kv.query_key.float(), kv.value_out.float()   # [B, D, HT], [B, HT, D]
+    query_key, value_out = kv.query_key.to(dtype), kv.value_out.to(dtype)   # [B, D, HT], [B, HT, D]
     b = context.shape[0]
     w_in, b_in = w["proj_in.weight"].t()[None], w["proj_in.bias"].view(1, 1, -1)   # [1, C, D]
     w_po, b_po = w["proj_out.weight"], w["proj_out.bias"]                            # [C, D]
@@ -146,15 +161,15 @@ def fold_block(block: "TransformerBlock", context: torch.Tensor,
         raise ValueError("a block with self-attention has no low-rank form")
     if low_rank:
         # stage A: cross-attention logits from g alone (t0 has rank C)
-        logits = fold_layer_norm(w_in, b_in, block.norm_cross, query_key)
+        logits = pad_root(fold_layer_norm(w_in, b_in, block.norm_cross, query_key), 0)
         a_weight = torch.cat([logits.scaled, logits.root.expand(b, -1, -1)], -1)
         a_offset = torch.cat([logits.scaled_offset.expand(b, -1, -1),
                               logits.root_offset.expand(b, -1, -1)], -1)
         # stage B: t1 = [g, P] @ [W_in^T; VO] + (b_in + b_o)
         basis = torch.cat([w_in.expand(b, -1, -1), value_out], 1)                     # [B, C+HT, D]
-        offset = b_in + w["cross_attn.to_out.bias"].view(1, 1, -1)
-        ff_in = fold_layer_norm(basis, offset, block.norm_ff, w["ff.proj.weight"].t()[None],
-                                w["ff.proj.bias"])
+        offset = (b_in + w["cross_attn.to_out.bias"].view(1, 1, -1)).expand(b, -1, -1)      # [B, 1, D]
+        ff_in = pad_root(fold_layer_norm(basis, offset, block.norm_ff, w["ff.proj.weight"].t()[None],
+                                         w["ff.proj.bias"]), channels)
         residual = basis @ w_po.t()                                                  # [B, C+HT, C]
         residual_offset = offset @ w_po.t() + out_offset
         return FoldedBlock(
@@ -168,7 +183,8 @@ def fold_block(block: "TransformerBlock", context: torch.Tensor,
 
     a_weight = a_offset = a_shift = None
     if block.self_attn is not None and channels < inner:   # q, k, v from g, and t0 beside them
-        qkv = fold_layer_norm(w_in, b_in, block.norm_self, w["self_attn.to_qkv.weight"].t()[None])
+        qkv = pad_root(fold_layer_norm(w_in, b_in, block.norm_self, w["self_attn.to_qkv.weight"].t()[None]),
+                       inner)
         a_weight = torch.cat([qkv.scaled, qkv.root, w_in], -1).contiguous()
         a_offset = torch.cat([qkv.scaled_offset, qkv.root_offset, b_in], -1).contiguous()
         a_shift = qkv.shift.contiguous()
@@ -196,7 +212,7 @@ def run_folded(block: "TransformerBlock", x: torch.Tensor, folded: FoldedBlock,
     g = block.norm(x).permute(0, 2, 3, 1).reshape(b, n, c)              # [B, N, C]
     heads, tokens = folded.heads, folded.tokens
     ht = heads * tokens
-    out = torch.empty(b, n, c, dtype=x.dtype)
+    out = torch.empty(b, n, c, dtype=x.dtype, device=x.device)
 
     if folded.low_rank:
         y = torch.baddbmm(folded.a_offset, g, folded.a_weight)                        # [B, N, HT + q1]

@@ -4,8 +4,8 @@ the folded block computes the same function as the plain block, only bracketed d
 Every block kind of small configs is checked against the plain block, with the parameters that
 start at 0 or 1 (output projection, LayerNorm / GroupNorm affine, biases) randomised so that a
 dropped term would show (each of a dozen such one-line mutations of folding.py fails a test
-here). fold_block computes in float32 by design; the float64 checks keep its float64 tensors
-float64 (`exact_fold`) so that they test the algebra, and the float32 checks test what ships.
+here). fold_block computes in float32 (float64 for a float64 block), so the float64 checks test the
+algebra and the float32 checks test what ships.
 
 Measured here (CPU, the seeds below), asserted with the tolerances in brackets:
   float64 folded vs plain: block output and logits <= 1.7e-15 relative, image 1.7e-15   [1e-10]
@@ -18,7 +18,6 @@ Measured here (CPU, the seeds below), asserted with the tolerances in brackets:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import fields
 
@@ -54,15 +53,6 @@ BLOCK_CASES = {
     "low-rank auto 64^2": ("low-rank", 3, None, (True, True)),      # 4096 tokens: two ff chunks
 }
 
-# Known bug (not fixed here): a low-rank fold with a context batch > 1 raises in fold_layer_norm's
-# torch.cat: fold_block passes stage B's offset as [1, 1, D] (b_in + to_out.bias, not expanded
-# to the batch) beside a [B, C + HT, D] basis -> "Sizes of tensors must match except in dimension
-# 1. Expected size 2 but got size 1". Strict: these start passing (and fail as XPASS) once fixed.
-LOW_RANK_BATCH_BUG = pytest.mark.xfail(
-    raises=RuntimeError, strict=True,
-    reason="fold_block(low_rank=True) with context batch > 1: stage-B offset [1, 1, D] not expanded")
-
-
 def make_generator(name: str, seed: int = 0) -> Generator:
     torch.manual_seed(seed)
     generator = Generator(get_config("tiny", **CONFIGS[name])).eval()
@@ -85,22 +75,6 @@ def randomise_constants(module: nn.Module, std: float = 0.3) -> None:
                     m.weight.normal_(std=std)
 
 
-@contextlib.contextmanager
-def exact_fold(active: bool = True):
-    """fold_block and fold_layer_norm round to float32 with `.float()` whatever the input dtype
-    (the fold ships in float32), and so does apply_layer_norm for the variance (meant to widen
-    bf16, it narrows float64). To test the algebra rather than that rounding, keep float64
-    tensors float64 through those calls."""
-    if not active:
-        yield
-        return
-    to_float32 = torch.Tensor.float
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(torch.Tensor, "float", lambda self, *args, **kwargs: (
-            self if self.dtype == torch.float64 else to_float32(self, *args, **kwargs)))
-        yield
-
-
 def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
     a, ref = a.double(), ref.double()
     return float((a - ref).abs().max() / ref.abs().max())
@@ -115,8 +89,7 @@ def block_params():
             dname = str(dtype).removeprefix("torch.")
             batches = (1, 2) if expected[0] else (2,)
             for batch in batches:
-                marks = [LOW_RANK_BATCH_BUG] if expected[0] and batch > 1 else []
-                yield pytest.param(config, index, low_rank, expected, dtype, batch, marks=marks,
+                yield pytest.param(config, index, low_rank, expected, dtype, batch,
                                    id=f"{case}-{dname}-batch{batch}")
 
 
@@ -131,14 +104,13 @@ def test_folded_block_equals_plain_block(config, index, low_rank, expected, dtyp
     context = torch.randn(batch, T, cfg.code_dim, dtype=dtype)      # a different context per row
     with torch.no_grad():
         ref, ref_logits = block(x, block.cross_attn.fold_context(context))
-        with exact_fold(dtype == torch.float64):
-            folded = fold_block(block, context, low_rank=low_rank)
-            assert (folded.low_rank, folded.a_weight is not None) == expected
-            for chunk in (2048, 1000):        # 1000 divides no token count: a ragged last chunk
-                out, logits = run_folded(block, x, folded.to(dtype), chunk=chunk)
-                assert out.shape == ref.shape and logits.shape == ref_logits.shape
-                assert rel_err(out - x, ref - x) < TOL[dtype], f"block output, chunk {chunk}"
-                assert rel_err(logits, ref_logits) < TOL[dtype], f"logits, chunk {chunk}"
+        folded = fold_block(block, context, low_rank=low_rank)
+        assert (folded.low_rank, folded.a_weight is not None) == expected
+        for chunk in (2048, 1000):        # 1000 divides no token count: a ragged last chunk
+            out, logits = run_folded(block, x, folded.to(dtype), chunk=chunk)
+            assert out.shape == ref.shape and logits.shape == ref_logits.shape
+            assert rel_err(out - x, ref - x) < TOL[dtype], f"block output, chunk {chunk}"
+            assert rel_err(logits, ref_logits) < TOL[dtype], f"logits, chunk {chunk}"
 
 
 def test_low_rank_is_refused_for_a_block_with_self_attention():
@@ -157,7 +129,7 @@ def context_and_mask(model: IdFaceModel, batch: int, dtype: torch.dtype):
 GENERATOR_CASES = [
     pytest.param("tiny", 2, id="tiny-batch2"),
     pytest.param("low-rank", 1, id="low-rank-batch1"),
-    pytest.param("low-rank", 2, id="low-rank-batch2", marks=LOW_RANK_BATCH_BUG),
+    pytest.param("low-rank", 2, id="low-rank-batch2"),
 ]
 
 
@@ -171,9 +143,8 @@ def test_folded_generator_equals_plain_generator(config, batch, dtype):
         context, mask = context_and_mask(model, batch, dtype)
         assert batch == 1 or not torch.allclose(context[0], context[1])
         ref, ref_layers = model.generator(mask, context, return_attention=True)
-        with exact_fold(dtype == torch.float64):
-            folded = model.generator.fold(context)
-            out, layers = model.generator(mask, folded=folded, return_attention=True)
+        folded = model.generator.fold(context)
+        out, layers = model.generator(mask, folded=folded, return_attention=True)
     assert out.dtype == dtype and out.shape == ref.shape
     assert float((out - ref).abs().max()) < TOL[dtype]
     assert len(layers) == len(ref_layers) == model.config.num_stages
@@ -249,7 +220,7 @@ def test_folding_is_exact_when_an_offset_dominates_the_stream(config, index, low
     centred offset) or common to them (1e3 + N(0, 1): a huge mean). The folded LayerNorm (QR root
     of the centred basis and offset) must lose nothing: float64 errors measured <= 3.4e-12 of the
     output's variation over the pixels [1e-10]; float32 errors 5.8e-5 .. 2.7e-4 of it, about the
-    plain float32 block's own (folded / plain <= 1.3 [3]). Batch 1: see LOW_RANK_BATCH_BUG."""
+    plain float32 block's own (folded / plain <= 1.3 [3])."""
     generator = make_generator(config)
     block = generator.transformer_blocks[index]
     with torch.no_grad():
@@ -266,8 +237,7 @@ def test_folding_is_exact_when_an_offset_dominates_the_stream(config, index, low
     x64, context64 = x.double(), context.double()
     with torch.no_grad():
         truth, truth_logits = block64(x64, block64.cross_attn.fold_context(context64))
-        with exact_fold():
-            out64, logits64 = run_folded(block64, x64, fold_block(block64, context64, low_rank=low_rank))
+        out64, logits64 = run_folded(block64, x64, fold_block(block64, context64, low_rank=low_rank))
         plain, plain_logits = block(x, block.cross_attn.fold_context(context))
         out, logits = run_folded(block, x, fold_block(block, context, low_rank=low_rank))
     assert spread_err(out64 - x64, truth - x64, (2, 3)) < 1e-10
@@ -299,7 +269,7 @@ def test_fold_layer_norm_reproduces_layer_norm_then_projection(rows, width, proj
     proj = torch.randn(b if proj_batch == "per-row" else 1, width, out_width, dtype=dtype)
     bias = torch.randn(out_width, dtype=dtype)
     z = torch.randn(b, n, rows, dtype=dtype)
-    with torch.no_grad(), exact_fold(dtype == torch.float64):
+    with torch.no_grad():
         folded = fold_layer_norm(basis, offset, norm, proj, bias)
         ref = norm(z @ basis + offset) @ proj + bias
         stacked = torch.cat([z @ folded.scaled + folded.scaled_offset,
