@@ -8,10 +8,10 @@ tests/model/test_folding.py checks it against the plain block to float32 roundin
 Why it pays: a block without self-attention (the 128^2 and 256^2 stages of paper-256) never
 leaves a low-dimensional subspace of its inner width D. With g = GroupNorm(x) tokens [N, C]:
 
-    t0 = g W_in^T + b_in                          rank C        (C = 64, D = 512 at 128^2)
+    t0 = g W_in^T + b_in                          rank C        (C = 32, D = 512 at 128^2)
     t1 = t0 + P VO + b_o                          rank C + H*T  (P: softmax over T tokens, H heads)
 
-so t1 = z A + a with z = [g, P] of width r = C + H*T (224 instead of 512 at 128^2). LayerNorm
+so t1 = z A + a with z = [g, P] of width r = C + H*T (192 instead of 512 at 128^2). LayerNorm
 of such a stream is computable from z alone:
 
     t1 - mean(t1) = z Ac + ac                     (Ac, ac: A, a with their row means removed)
@@ -32,6 +32,7 @@ feed-forward's output projection; so do blocks whose [g, P] is not narrower than
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -76,6 +77,8 @@ def fold_layer_norm(basis: torch.Tensor, offset: torch.Tensor, norm: nn.LayerNor
 # Stacked matmul outputs are padded to a multiple of this many columns: oneDNN's bf16 kernels
 # ran about 2x slower on an odd width (4385) than on the next multiple of 64 (measured here).
 COLUMN_ALIGN = 64
+# Elements of a feed-forward chunk's widest activation (see token_chunk).
+CHUNK_ELEMENTS = 2**22
 
 
 def pad_root(folded: AffineLayerNorm, other_columns: int) -> AffineLayerNorm:
@@ -98,7 +101,7 @@ def apply_layer_norm(y: torch.Tensor, width: int, roots: int, norm_width: int, e
 @dataclass
 class FoldedBlock:
     """One transformer block folded with one context. Shapes for paper-256's 128^2 stage
-    (C 64, D 512, H 8, T 20, ff hidden m*D 2048) in the comments; B = context batch."""
+    (C 32, D 512, H 8, T 20, ff hidden m*D 2048) in the comments; B = context batch."""
 
     low_rank: bool                            # True: run in the span of [g, P] (no self-attention)
     heads: int
@@ -112,16 +115,16 @@ class FoldedBlock:
     a_weight: torch.Tensor | None             # [B, C, HT + q1]
     a_offset: torch.Tensor | None             # [B, 1, HT + q1]
     a_shift: torch.Tensor | None              # [B, 1, HT] (or [1, 1, 3D])
-    # stage B (low rank): from z = [g, P] [B, N, C + HT]; columns [ff in | ff root | residual]
-    b_weight: torch.Tensor | None             # [B, C + HT, 2mD + q2 + C]
-    b_offset: torch.Tensor | None             # [B, 1, 2mD + q2 + C]
+    # stage B (low rank): from z = [g, P, 1] [B, N, C + HT + 1]; columns [ff in | ff root |
+    # residual]; the last row is the constant term (a column of ones in z: no bias to broadcast)
+    b_weight: torch.Tensor | None             # [B, C + HT + 1, 2mD + q2 + C]
     ff_shift: torch.Tensor | None             # [B, 1, 2mD]
     # self-attention blocks: the cross-attention folded with the context, and the block output
     kv: "ContextKV | None"
     out_stream: torch.Tensor | None           # [D, C]   t @ W_po^T
     # both: the feed-forward's output projection times the block's output projection
     ff_out: torch.Tensor | None               # [mD, C]  (W_po W_fo)^T; None where C >= D (no saving)
-    out_offset: torch.Tensor                  # [1, 1, C] (self-attention blocks; low rank: in b_offset)
+    out_offset: torch.Tensor                  # [1, 1, C] (low rank: in b_weight's last row)
 
     def to(self, dtype: torch.dtype) -> "FoldedBlock":
         changes = {}
@@ -175,9 +178,11 @@ def fold_block(block: "TransformerBlock", context: torch.Tensor,
         return FoldedBlock(
             low_rank=True, a_weight=a_weight.contiguous(), a_offset=a_offset.contiguous(),
             a_shift=logits.shift.expand(b, -1, -1).contiguous(),
-            b_weight=torch.cat([ff_in.scaled, ff_in.root, residual], -1).contiguous(),
-            b_offset=torch.cat([ff_in.scaled_offset.expand(b, -1, -1), ff_in.root_offset.expand(b, -1, -1),
-                                residual_offset.expand(b, -1, -1)], -1).contiguous(),
+            b_weight=torch.cat([
+                torch.cat([ff_in.scaled, ff_in.root, residual], -1),
+                torch.cat([ff_in.scaled_offset.expand(b, -1, -1), ff_in.root_offset.expand(b, -1, -1),
+                           residual_offset.expand(b, -1, -1)], -1),
+            ], 1).contiguous(),
             ff_shift=ff_in.shift, kv=None, out_stream=None, out_offset=out_offset, **common,
         )
 
@@ -192,7 +197,7 @@ def fold_block(block: "TransformerBlock", context: torch.Tensor,
         common["ff_out"] = None
     return FoldedBlock(
         low_rank=False, a_weight=a_weight, a_offset=a_offset, a_shift=a_shift,
-        b_weight=None, b_offset=None, ff_shift=None,
+        b_weight=None, ff_shift=None,
         kv=type(kv)(query_key, value_out), out_stream=w_po.t().contiguous(), out_offset=out_offset,
         **common,
     )
@@ -203,10 +208,18 @@ def _geglu(u: torch.Tensor) -> torch.Tensor:
     return F.gelu(gate).mul_(value)
 
 
+def token_chunk(width: int) -> int:
+    """Tokens per feed-forward chunk: a power of two near CHUNK_ELEMENTS / the matmul's width, so
+    the chunk's activations stay cache-sized (measured best here: 1024 tokens at 128^2, 4096 at
+    256^2 for paper-256)."""
+    return max(256, 2 ** round(math.log2(CHUNK_ELEMENTS / width)))
+
+
 def run_folded(block: "TransformerBlock", x: torch.Tensor, folded: FoldedBlock,
-               chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+               chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """x [B, C, h, w] -> (x + block output [B, C, h, w], cross-attention logits [B, N, H, T]).
-    The same function as block(x, kv); the feed-forward runs in token chunks of `chunk`."""
+    The same function as block(x, kv); the feed-forward runs in token chunks (`chunk`, default
+    token_chunk of its width)."""
     b, c, h, w = x.shape
     n = h * w
     g = block.norm(x).permute(0, 2, 3, 1).reshape(b, n, c)              # [B, N, C]
@@ -221,9 +234,12 @@ def run_folded(block: "TransformerBlock", x: torch.Tensor, folded: FoldedBlock,
         probs = logits.softmax(-1).view(b, n, ht)                                     # [B, N, HT]
         width = 2 * folded.ff_hidden
         roots = folded.b_weight.shape[-1] - width - c
+        chunk = chunk or token_chunk(folded.b_weight.shape[-1])
+        ones = torch.ones(b, min(chunk, n), 1, dtype=g.dtype, device=g.device)
         for i in range(0, n, chunk):
-            z = torch.cat([g[:, i:i + chunk], probs[:, i:i + chunk]], -1)            # [B, n, C + HT]
-            y = torch.baddbmm(folded.b_offset, z, folded.b_weight)                    # [B, n, 2mD + q2 + C]
+            part = slice(i, i + chunk)
+            z = torch.cat([g[:, part], probs[:, part], ones[:, :g[:, part].shape[1]]], -1)  # [B, n, C+HT+1]
+            y = torch.matmul(z, folded.b_weight)                                      # [B, n, 2mD + q2 + C]
             u = apply_layer_norm(y, width, roots, folded.norm_width, folded.eps_ff, folded.ff_shift)
             out[:, i:i + chunk] = torch.baddbmm(y[..., width + roots:], _geglu(u), folded.ff_out.expand(b, -1, -1))
         return x + out.view(b, h, w, c).permute(0, 3, 1, 2), logits
@@ -241,6 +257,7 @@ def run_folded(block: "TransformerBlock", x: torch.Tensor, folded: FoldedBlock,
             t = t + block.self_attn(block.norm_self(t))
     attended, logits = block.cross_attn(block.norm_cross(t), folded.kv)
     t = t + attended                                                                  # [B, N, D]
+    chunk = chunk or token_chunk(2 * folded.ff_hidden)
     for i in range(0, n, chunk):
         part = t[:, i:i + chunk]
         hidden = _geglu(block.ff.proj(block.norm_ff(part)))                           # [B, n, mD]
