@@ -27,3 +27,25 @@ def test_bench_json_reports_every_figure(capsys):
     assert report["generator"]["bf16"]["achieved_over_peak_cpu"] > 0
     assert report["style_encoder"]["fp32"]["median_ms"] > 0
     assert report["parameters"]["generator"] > report["parameters"]["mask_embedder"] > 0
+
+
+def test_stage_bench_reports_plain_and_folded_per_stage():
+    """scripts/bench_generator_stages.py: per stage, plain and folded transformer-block times and
+    the attention kernel where a stage has self-attention (tiny preset: fast)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_generator_stages.py"
+    done = subprocess.run([sys.executable, str(script), "--preset", "tiny", "--runs", "1", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    from idface.model import get_config
+
+    config = get_config("tiny")
+    assert [s["resolution"] for s in report["stages"]] == [config.base_resolution * 2**i for i in range(config.num_stages)]
+    for s, has_attention in zip(report["stages"], config.self_attention):
+        assert s["transformer_plain_ms"] > 0 and s["transformer_folded_ms"] > 0
+        assert (s["self_attention_kernel_ms"] is not None) == has_attention
+    assert report["sum_folded_ms"] > 0 and report["matmul_peak_gflops"] > 0
