@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from idface.bench import build_model, example_inputs, matmul_peak  # noqa: E402
+from idface.bench import build_model, example_inputs, matmul_peak, median_seconds  # noqa: E402
 from idface.model.folding import run_folded  # noqa: E402
 
 
@@ -51,13 +51,8 @@ def stage_times(generator, mask, step, runs: int) -> list[tuple[float, float]]:
 
 def attention_kernel_ms(heads: int, tokens: int, head_dim: int, dtype: torch.dtype, runs: int) -> float:
     q, k, v = (torch.randn(1, heads, tokens, head_dim, dtype=dtype) for _ in range(3))
-    times = []
-    for r in range(runs + 2):
-        t0 = time.perf_counter()
-        F.scaled_dot_product_attention(q, k, v)
-        if r >= 2:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    seconds, _ = median_seconds(lambda: F.scaled_dot_product_attention(q, k, v), runs, 2)
+    return seconds * 1e3
 
 
 def main() -> int:
