@@ -23,6 +23,11 @@ from idface.labels import NUM_CLASSES, PALETTE, color_to_index, validate_label_m
 MAX_PIXELS = 40_000_000
 # Smallest side that can hold a usable face.
 MIN_SIDE = 32
+# Largest mask side we agree to decode. A mask only ever feeds a generator of at most 512x512
+# (CelebAMask-HQ's own masks are 512x512); a bigger one is refused from its header, before decode.
+MAX_MASK_SIDE = 4096
+# A mask for generation must be square; sides may differ by this share (rounding in an editor).
+SQUARE_TOLERANCE = 0.01
 
 ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
@@ -151,25 +156,63 @@ def load_mask(source: ImageSource, size: int | None = None, what: str = "mask") 
     Accepts an index PNG (mode L or P with values 0..18) or a colour PNG in the official palette.
     A colour mask with antialiased edges or mild compression noise is snapped to the nearest class
     colour only where that colour is unambiguous; pixels that are not close to any class colour
-    are an error. When `size` is given, the map is resized with nearest neighbour to size x size.
+    are an error. When `size` is given, the mask must be square (InputError otherwise: it is never
+    stretched) and comes back size x size, resized with nearest neighbour; a colour mask is then
+    matched at that size, so the memory it takes does not grow with the file's resolution.
+    Masks over MAX_MASK_SIDE pixels a side are refused from the header, before any decode.
     """
     if isinstance(source, np.ndarray):
         arr = np.asarray(source)
+        if arr.ndim >= 2:
+            check_mask_shape(arr.shape[1], arr.shape[0], size, what)
         if arr.ndim == 2:
             label_map = validate_label_map(arr)
         else:
+            if size is not None and arr.ndim == 3 and arr.dtype == np.uint8 and arr.shape[0] > size:
+                arr = _nearest_resize(arr, size)
             label_map = snap_colors_to_index(arr, what)
     else:
-        img = _decode(_open(source, what), what)
+        img = _open(source, what)
+        check_mask_shape(img.width, img.height, size, what)  # header only: nothing decoded yet
+        img = _decode(img, what)
         if img.mode == "P" and _palette_is_official(img):
             label_map = validate_label_map(np.asarray(img))  # our own index PNGs
         elif img.mode in ("L", "I", "I;16"):
             label_map = _index_from_gray(np.asarray(img), what)
         else:
+            if size is not None and img.width > size:
+                img = img.resize((size, size), Image.NEAREST)  # exact colours, no blends
             label_map = snap_colors_to_index(to_rgb_array(img, what), what)
     if size is not None and label_map.shape != (size, size):
-        label_map = np.asarray(Image.fromarray(label_map).resize((size, size), Image.NEAREST))
+        label_map = _nearest_resize(label_map, size)
     return label_map
+
+
+def check_mask_shape(width: int, height: int, size: int | None, what: str = "mask") -> None:
+    """Refuse a mask too large to decode safely, or (when it is for a size x size generator) one
+    that is not square. Raises InputError naming the problem."""
+    if max(width, height) > MAX_MASK_SIDE:
+        raise InputError(
+            f"the {what} is {width}x{height} pixels; masks up to {MAX_MASK_SIDE}x{MAX_MASK_SIDE} are "
+            "accepted (CelebAMask-HQ masks are 512x512): downscale it with nearest neighbour"
+        )
+    if min(width, height) < 1:
+        raise InputError(f"the {what} has no pixels ({width}x{height})")
+    if size is not None and abs(width - height) > SQUARE_TOLERANCE * max(width, height):
+        raise InputError(
+            f"the {what} is {width}x{height} pixels; a mask must be square (the face is painted on a "
+            "square): crop or pad it to a square first"
+        )
+
+
+def _nearest_resize(arr: np.ndarray, size: int) -> np.ndarray:
+    """[H, W] or [H, W, C] uint8 -> size x size, nearest neighbour (no new values)."""
+    a = np.ascontiguousarray(arr)
+    if a.dtype != np.uint8:
+        a = a.astype(np.uint8) if a.ndim == 2 else np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] not in (3, 4):
+        a = a[..., :3] if a.shape[2] > 3 else np.repeat(a[..., :1], 3, axis=2)
+    return np.asarray(Image.fromarray(a).resize((size, size), Image.NEAREST))
 
 
 def _palette_is_official(img: Image.Image) -> bool:
@@ -201,10 +244,18 @@ def snap_colors_to_index(rgb: np.ndarray, what: str = "mask") -> np.ndarray:
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.shape[2] < 3:
         raise InputError(f"the {what} must be an index or colour image; got shape {tuple(arr.shape)}")
-    pix = arr[..., :3].astype(np.float32)
-    dist = np.linalg.norm(pix[..., None, :] - PALETTE.astype(np.float32)[None, None], axis=-1)  # [H, W, 19]
-    nearest = dist.argmin(-1).astype(np.uint8)
-    close = dist.min(-1) <= SNAP_TOLERANCE
+    # Match each distinct colour once, not each pixel: a mask has few colours, so this costs a few
+    # bytes per pixel (the packed codes and the inverse index) whatever its resolution.
+    rgb8 = np.clip(arr[..., :3], 0, 255).astype(np.uint32)
+    codes = (rgb8[..., 0] << 16) | (rgb8[..., 1] << 8) | rgb8[..., 2]  # [H, W]
+    del rgb8
+    colours, inverse = np.unique(codes.ravel(), return_inverse=True)  # [U], [H*W]
+    del codes
+    unique_rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], -1).astype(np.float32)
+    dist = np.linalg.norm(unique_rgb[:, None, :] - PALETTE.astype(np.float32)[None], axis=-1)  # [U, 19]
+    nearest = dist.argmin(-1).astype(np.uint8)[inverse].reshape(arr.shape[:2])
+    close = (dist.min(-1) <= SNAP_TOLERANCE)[inverse].reshape(arr.shape[:2])
+    del inverse
     share = close.mean()
     if share < 0.9:
         raise InputError(
@@ -236,28 +287,34 @@ def _same_class_neighbours(label_map: np.ndarray) -> np.ndarray:
 
 def fill_uncertain(label_map: np.ndarray, confident: np.ndarray, max_iter: int = 64) -> np.ndarray:
     """Give each non-confident pixel the most common class among its confident 8-neighbours,
-    growing inwards until every pixel is assigned. Returns a new uint8 [H, W] map."""
+    growing inwards until every pixel is assigned. Returns a new uint8 [H, W] map.
+
+    Votes are counted one class at a time (a running best count and class), so the memory is a few
+    bytes per pixel rather than one counter per class per pixel."""
     lm = label_map.astype(np.uint8).copy()
     known = confident.copy()
     h, w = lm.shape
     for _ in range(max_iter):
         if known.all():
             break
-        votes = np.zeros((NUM_CLASSES, h, w), dtype=np.int16)
         padded_lm = np.pad(lm, 1)
         padded_known = np.pad(known, 1)
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                if dy == 0 and dx == 0:
-                    continue
-                nb = padded_lm[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
-                ok = padded_known[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
-                np.add.at(votes, (nb[ok], *np.nonzero(ok)), 1)
-        has_vote = votes.sum(0) > 0
-        grow = ~known & has_vote
+        best_count = np.zeros((h, w), dtype=np.int8)
+        best_class = np.zeros((h, w), dtype=np.uint8)
+        for c in np.unique(lm[known]):
+            is_c = padded_known & (padded_lm == c)  # [H+2, W+2]
+            count = np.zeros((h, w), dtype=np.int8)
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if dy or dx:
+                        count += is_c[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
+            better = count > best_count  # ties keep the lower class index, like argmax
+            best_count[better] = count[better]
+            best_class[better] = c
+        grow = ~known & (best_count > 0)
         if not grow.any():
             break
-        lm[grow] = votes.argmax(0)[grow]
+        lm[grow] = best_class[grow]
         known = known | grow
     return lm
 

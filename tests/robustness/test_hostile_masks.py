@@ -139,6 +139,10 @@ def test_load_mask_png_files(lm, kind, size):
     else:
         img = Image.fromarray(lm, mode="L")
     img.save(buf, format="PNG")
+    if size is not None and lm.shape[0] != lm.shape[1]:
+        with pytest.raises(InputError, match="must be square"):  # never stretched silently
+            load_mask(buf.getvalue(), size=size)
+        return
     out = load_mask(buf.getvalue(), size=size)
     if size is None:
         assert np.array_equal(out, lm)
