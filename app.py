@@ -17,8 +17,9 @@ from idface.ui.bars import IDENTITY_COLOR, STYLE_COLOR, identity_bars_html  # no
 from idface.ui.canvas import mask_editor  # noqa: E402
 from idface.ui.conceal_panel import conceal_tab  # noqa: E402
 from idface.ui.engine import Engine, display_token_names  # noqa: E402
+from idface.ui.photo_input import photo_input  # noqa: E402
 from idface.ui.sessions import (  # noqa: E402
-    SESSION_TTL_S, delete_cache_schedule, free_session_on_unload, launch_limits,
+    SESSION_TTL_S, GuardedBlocks, delete_cache_schedule, free_session_on_unload, launch_limits,
 )
 from idface.ui.handlers import (  # noqa: E402
     EXAMPLE_STRIP_CSS, EXAMPLE_STRIP_JS, Handlers, example_faces, example_masks, example_strip_html,
@@ -76,16 +77,16 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
         # ---- 1. faces ----
         with gr.Column(scale=3, min_width=260):
             gr.Markdown("### 1 · Faces", elem_classes="step-title")
-            style_in = gr.Image(
-                label="Style face: how each part looks", type="numpy", height=200,
+            style_in = photo_input(
+                label="Style face: how each part looks", height=200,
                 sources=["upload", "webcam", "clipboard"], value=faces[0] if faces else None,
                 buttons=[], elem_classes="face-style", elem_id="style_in",
             )
             style_msg = gr.Markdown(elem_classes="face-msg")
             gr.Markdown("Examples (click one):", elem_classes="ex-title")
             style_examples = example_strip(faces, "style_examples")
-            identity_in = gr.Image(
-                label="Identity face: who recognizers should see", type="numpy", height=200,
+            identity_in = photo_input(
+                label="Identity face: who recognizers should see", height=200,
                 sources=["upload", "webcam", "clipboard"], value=faces[-1] if len(faces) > 1 else None,
                 buttons=[], elem_classes="face-identity", elem_id="identity_in",
             )
@@ -201,7 +202,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
 
 def build_demo(engine: Engine | None = None) -> gr.Blocks:
     engine = engine or Engine(strict=False)  # checkpoint from IDFACE_CHECKPOINT or weights/ (idface.hub)
-    with gr.Blocks(title="idface", delete_cache=delete_cache_schedule(), analytics_enabled=False) as demo:
+    with GuardedBlocks(title="idface", delete_cache=delete_cache_schedule(), analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         if engine.generator_ready:
             gr.Markdown(f"**Checkpoint:** `{engine.checkpoint_label}`", elem_id="checkpoint")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from idface.errors import IdfaceError
+from idface.images import load_image
 from idface.ui.bars import CSS as BARS_CSS
 from idface.ui.bars import IDENTITY_COLOR, REFERENCE_COLOR, STYLE_COLOR, _row
 
@@ -147,7 +148,9 @@ class ConcealHandlers:
 
                 help_text = getattr(self.engine, "generator_help", "no generator checkpoint is loaded")
                 raise UnavailableError(f"{mode} mode needs the generator: {help_text}")
-            result = conceal(np.asarray(photo), None if target is None else np.asarray(target), goal=goal, mode=mode,
+            photo_rgb = load_image(photo, "your photo")  # header checks before any decode
+            target_rgb = None if target is None else load_image(target, "target photo")
+            result = conceal(photo_rgb, target_rgb, goal=goal, mode=mode,
                              regions=regions or None, attack=attack or None, settings=settings or None,
                              pipeline=pipeline, progress=step)
         except IdfaceError as err:
@@ -165,6 +168,7 @@ def conceal_tab(engine: Any = None) -> None:
     import gradio as gr
 
     from idface.ui.handlers import example_faces
+    from idface.ui.photo_input import photo_input
 
     h = ConcealHandlers(engine)
     faces = example_faces()
@@ -180,9 +184,9 @@ def conceal_tab(engine: Any = None) -> None:
     )
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=260):
-            photo = gr.Image(label="Your photo (A)", type="numpy", height=220, sources=["upload", "webcam", "clipboard"],
+            photo = photo_input(label="Your photo (A)", height=220, sources=["upload", "webcam", "clipboard"],
                              value=by_name.get("obama.jpg"), buttons=[], elem_id="conceal_photo")
-            target = gr.Image(label="Target (B): who recognizers should read", type="numpy", height=220,
+            target = photo_input(label="Target (B): who recognizers should read", height=220,
                               sources=["upload", "webcam", "clipboard"], value=by_name.get("biden.jpg"),
                               buttons=[], elem_id="conceal_target")
         with gr.Column(scale=3, min_width=260):

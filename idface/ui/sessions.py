@@ -7,8 +7,11 @@ gr.State, i.e. in Gradio's per-session store. Three limits keep that store bound
 - free_session_on_unload: when a visitor closes or reloads the tab (the heartbeat connection
   drops), their whole session is removed at once, instead of Gradio's default of keeping closed
   sessions' state for an hour;
-- MAX_SESSIONS (launch(state_session_capacity=...)): at most that many sessions are held; the
-  least recently used is evicted first.
+- MAX_SESSIONS (launch(state_session_capacity=...)): at most that many sessions are held. When the
+  store is full, the least recently used session that holds nothing (no prepared face, no
+  generation: every failed or junk request makes one) is evicted first; a visitor's prepared faces
+  go only when every held session has some (GuardedBlocks / GuardedStateHolder), so a flood of
+  new session ids cannot push real visitors out.
 
 Uploaded files and served outputs land in Gradio's cache and are deleted by
 gr.Blocks(delete_cache=delete_cache_schedule()): every `frequency` seconds, files older than `age`
@@ -25,6 +28,7 @@ import logging
 import os
 
 import gradio as gr
+from gradio.state_holder import StateHolder
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +76,39 @@ def free_session_on_unload(demo) -> None:
             free_session(demo, session_hash)
 
     demo.unload(free)
+
+
+def session_holds_something(session) -> bool:
+    """True when any gr.State of the session holds a value (a prepared face, a generation)."""
+    return any(value is not None for value in getattr(session, "state_data", {}).values())
+
+
+class GuardedStateHolder(StateHolder):
+    """Gradio's session store, evicting sessions that hold nothing before any that holds a
+    visitor's faces (Gradio's own evicts the least recently used, whatever it holds)."""
+
+    def update(self, session_id: str):
+        with self.lock:
+            if session_id in self.session_data:
+                self.session_data.move_to_end(session_id)
+            while len(self.session_data) > self.capacity:
+                victim = next((sid for sid, sess in self.session_data.items()
+                               if sid != session_id and not session_holds_something(sess)), None)
+                if victim is None:  # every held session has something: least recently used goes
+                    victim = next(iter(self.session_data))
+                self.session_data.pop(victim)
+                self.time_last_used.pop(victim, None)
+
+
+class GuardedBlocks(gr.Blocks):
+    """gr.Blocks whose session store (created by Gradio at launch) is a GuardedStateHolder."""
+
+    @property
+    def state_holder(self) -> StateHolder:
+        return self.__dict__["_idface_state_holder"]
+
+    @state_holder.setter
+    def state_holder(self, holder: StateHolder) -> None:
+        if type(holder) is StateHolder:
+            holder.__class__ = GuardedStateHolder  # same data, our eviction rule
+        self.__dict__["_idface_state_holder"] = holder

@@ -10,7 +10,7 @@ import gradio as gr
 import httpx
 import pytest
 
-from idface.ui.sessions import MAX_SESSIONS, SESSION_TTL_S
+from idface.ui.sessions import MAX_SESSIONS, SESSION_TTL_S, session_holds_something
 
 pytestmark = pytest.mark.slow
 
@@ -52,3 +52,28 @@ def test_session_store_is_capped(robust_app):
         assert first not in demo.state_holder
     finally:
         s.close()
+
+
+def test_junk_sessions_do_not_evict_a_visitor_with_faces(robust_app, faces_dir):
+    """MAX_SESSIONS + 20 requests from new session ids that hold nothing (each fails) leave the
+    visitor who prepared a face in the store (issue 17: 200 failing calls pushed one out)."""
+    from scripts.load_test import BrowserSession
+
+    url, demo = robust_app
+    visitor = BrowserSession(url)
+    junk = BrowserSession(url)
+    try:
+        ok, out, _ = visitor.run(visitor.fn_index("style_in", "change"),
+                                 [visitor.upload(faces_dir / "obama.jpg")])
+        assert ok and out[1] == "1 face found", out
+        assert session_holds_something(demo.state_holder.session_data[visitor.session_hash])
+        fn = junk.fn_index("mask_editor", "input")
+        for _ in range(MAX_SESSIONS + 20):
+            junk.session_hash = uuid.uuid4().hex[:11]
+            junk.run(fn, [None, None, None, "none", [], "identity"])
+        assert len(demo.state_holder.session_data) <= MAX_SESSIONS
+        assert visitor.session_hash in demo.state_holder
+        assert session_holds_something(demo.state_holder.session_data[visitor.session_hash])
+    finally:
+        visitor.close()
+        junk.close()
