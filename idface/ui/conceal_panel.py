@@ -217,7 +217,7 @@ def conceal_tab(engine: Any = None) -> None:
 
     go.click(run, [photo, target, goal, mode, regions, attack, min_psnr],
              [original, result, bars, summary, report, download, status],
-             api_name="conceal", concurrency_limit=1, concurrency_id="model", show_progress_on=[result])
+             api_name="conceal", concurrency_limit=1, concurrency_id="conceal", show_progress_on=[result])
 
 
 __all__ = ["conceal_tab", "ConcealHandlers", "conceal_bars_html", "summary_markdown", "EXPLANATION"]

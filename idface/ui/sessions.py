@@ -18,8 +18,14 @@ gr.Blocks(delete_cache=delete_cache_schedule()): every `frequency` seconds, file
 seconds go. Uploads are capped at MAX_UPLOAD (launch(max_file_size=...)); decoding has its own
 pixel budget (idface.images.MAX_PIXELS).
 
+Expensive calls (concealment; EXPENSIVE_CONCURRENCY_IDS) run in their own concurrency slot, so
+generation stays responsive while they work, and are admitted by GuardedQueue: at most
+MAX_EXPENSIVE_PER_CLIENT waiting or running per client address and MAX_EXPENSIVE_PENDING in all;
+they do not count against the queue's max_size, which stays for generation and face preparation.
+
 Environment overrides (tests and small Spaces): IDFACE_SESSION_TTL_S, IDFACE_MAX_SESSIONS,
-IDFACE_DELETE_CACHE="frequency,age", IDFACE_MAX_UPLOAD (e.g. "25mb").
+IDFACE_DELETE_CACHE="frequency,age", IDFACE_MAX_UPLOAD (e.g. "25mb"),
+IDFACE_MAX_EXPENSIVE_PER_CLIENT, IDFACE_MAX_EXPENSIVE_PENDING.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import logging
 import os
 
 import gradio as gr
+from gradio.queueing import Queue
 from gradio.state_holder import StateHolder
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,9 @@ SESSION_TTL_S = int(os.environ.get("IDFACE_SESSION_TTL_S", "3600"))
 MAX_SESSIONS = int(os.environ.get("IDFACE_MAX_SESSIONS", "200"))
 MAX_UPLOAD = os.environ.get("IDFACE_MAX_UPLOAD", "25mb")
 DEFAULT_DELETE_CACHE = (300, 900)  # every 5 min, files older than 15 min
+EXPENSIVE_CONCURRENCY_IDS = ("conceal", "fit")
+MAX_EXPENSIVE_PER_CLIENT = int(os.environ.get("IDFACE_MAX_EXPENSIVE_PER_CLIENT", "1"))
+MAX_EXPENSIVE_PENDING = int(os.environ.get("IDFACE_MAX_EXPENSIVE_PENDING", "4"))
 
 
 def delete_cache_schedule() -> tuple[int, int]:
@@ -100,8 +110,64 @@ class GuardedStateHolder(StateHolder):
                 self.time_last_used.pop(victim, None)
 
 
+def client_address(request) -> str:
+    """The caller's address: the first X-Forwarded-For hop behind a proxy (a Space), else the peer."""
+    headers = getattr(request, "headers", None) or {}
+    forwarded = headers.get("x-forwarded-for", "") if hasattr(headers, "get") else ""
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "unknown"
+
+
+class GuardedQueue(Queue):
+    """Gradio's queue with admission for expensive calls (see the module docstring)."""
+
+    idface_max_size: int | None = None
+
+    def expensive_events(self, concurrency_id: str) -> list:
+        waiting = list(getattr(self.event_queue_per_concurrency_id.get(concurrency_id), "queue", []))
+        running = [e for job in self.active_jobs if job for e in job if e.concurrency_id == concurrency_id]
+        return waiting + running
+
+    def admission_problem(self, fn, request) -> tuple[str, str] | None:
+        """-> (message, gradio state) refusing the call, or None to admit it."""
+        cid = fn.concurrency_id
+        if cid in EXPENSIVE_CONCURRENCY_IDS:
+            pending = self.expensive_events(cid)
+            mine = sum(client_address(e.request) == client_address(request) for e in pending)
+            if mine >= MAX_EXPENSIVE_PER_CLIENT:
+                return (f"you already have {mine} {cid} call(s) waiting or running; wait for it to finish", "error")
+            if len(pending) >= MAX_EXPENSIVE_PENDING:
+                return (f"the server is busy with {len(pending)} {cid} calls; try again in a minute", "queue_full")
+            return None
+        cheap = sum(len(q.queue) for c, q in self.event_queue_per_concurrency_id.items()
+                    if c not in EXPENSIVE_CONCURRENCY_IDS)
+        if self.idface_max_size is not None and cheap >= self.idface_max_size:
+            return (f"Queue is full. Max size is {self.idface_max_size} and size is {cheap}.", "queue_full")
+        return None
+
+    async def push(self, body, request, username):
+        from gradio import route_utils
+
+        if body.fn_index is not None:
+            problem = self.admission_problem(route_utils.get_fn(self.blocks, None, body), request)
+            if problem is not None:
+                return False, problem[0], problem[1]
+        return await super().push(body, request, username)
+
+
 class GuardedBlocks(gr.Blocks):
-    """gr.Blocks whose session store (created by Gradio at launch) is a GuardedStateHolder."""
+    """gr.Blocks whose session store (created by Gradio at launch) is a GuardedStateHolder and
+    whose queue is a GuardedQueue."""
+
+    def queue(self, *args, **kwargs):
+        super().queue(*args, **kwargs)
+        if type(self._queue) is Queue:
+            self._queue.__class__ = GuardedQueue
+            # expensive calls are bounded by their own limits, not by the queue's max_size
+            self._queue.idface_max_size, self._queue.max_size = self._queue.max_size, None
+        return self
 
     @property
     def state_holder(self) -> StateHolder:

@@ -20,7 +20,7 @@ def test_limits_are_configured(robust_app):
 
     _, demo = robust_app
     assert demo.state_holder.capacity == MAX_SESSIONS
-    assert demo._queue.max_size == app.MAX_QUEUE
+    assert demo._queue.idface_max_size == app.MAX_QUEUE  # generation and faces; expensive calls have their own caps
     assert demo.max_file_size == 25 * 1024 * 1024
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
     assert states and all(s.time_to_live == SESSION_TTL_S for s in states)
