@@ -19,7 +19,8 @@ from idface.ui.conceal_panel import conceal_tab  # noqa: E402
 from idface.ui.engine import Engine, display_token_names  # noqa: E402
 from idface.ui.photo_input import photo_input  # noqa: E402
 from idface.ui.sessions import (  # noqa: E402
-    SESSION_TTL_S, GuardedBlocks, delete_cache_schedule, free_session_on_unload, launch_limits,
+    SESSION_TTL_S, AppFolderSweeper, GuardedBlocks, app_folder, claim_app_folder, delete_cache_schedule,
+    free_session_on_unload, launch_limits,
 )
 from idface.ui.handlers import (  # noqa: E402
     EXAMPLE_STRIP_CSS, EXAMPLE_STRIP_JS, Handlers, example_faces, example_masks, example_strip_html,
@@ -226,6 +227,8 @@ LAUNCH_KWARGS = dict(theme=THEME, css=CSS, footer_links=["api"], **launch_limits
 def main() -> None:
     port = int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860)
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    folder = claim_app_folder(app_folder(port))  # every file this run writes; a previous run's go now
+    AppFolderSweeper(folder, *delete_cache_schedule()).start()
     build_demo().launch(server_name=host, server_port=port, show_error=True, **LAUNCH_KWARGS)
 
 

@@ -74,7 +74,7 @@ OUTPUT_MAX_AGE_S = 900  # downloads older than this are removed at the next writ
 def synthetic_png_file(image: np.ndarray, checkpoint: str, settings: dict, directory: str | None = None) -> str:
     """Save into a fresh file under OUTPUT_DIR (older ones are pruned) and return its path;
     Gradio serves a copy from its own cache, which delete_cache empties."""
-    folder = Path(directory) if directory else OUTPUT_DIR
+    folder = Path(directory or os.environ.get("IDFACE_OUTPUT_DIR") or OUTPUT_DIR)  # the app sets its own
     folder.mkdir(parents=True, exist_ok=True)
     prune_outputs(folder)
     fd, name = tempfile.mkstemp(prefix="idface-synthetic-", suffix=".png", dir=folder)

@@ -23,15 +23,31 @@ generation stays responsive while they work, and are admitted by GuardedQueue: a
 MAX_EXPENSIVE_PER_CLIENT waiting or running per client address and MAX_EXPENSIVE_PENDING in all;
 they do not count against the queue's max_size, which stays for generation and face preparation.
 
+Files: every file the app writes lives under one per-app folder (claim_app_folder: IDFACE_APP_DIR,
+default <tmp>/idface-app-<port>): Gradio's uploads and cache (GRADIO_TEMP_DIR) and the generated
+PNGs (IDFACE_OUTPUT_DIR). Claiming it at start-up deletes what a previous run on it left (a crash,
+kill -9), and AppFolderSweeper deletes any file in it older than the deletion age, on the same
+schedule as delete_cache, whether or not Gradio tracked it. Two apps on one machine (two ports)
+never share a folder. UploadBudget (an ASGI middleware) bounds the bytes of one upload request
+(MAX_UPLOAD_REQUEST, all files together) and of one client address per deletion period
+(MAX_UPLOAD_PER_CLIENT), from the Content-Length header, before anything is written.
+
 Environment overrides (tests and small Spaces): IDFACE_SESSION_TTL_S, IDFACE_MAX_SESSIONS,
 IDFACE_DELETE_CACHE="frequency,age", IDFACE_MAX_UPLOAD (e.g. "25mb"),
-IDFACE_MAX_EXPENSIVE_PER_CLIENT, IDFACE_MAX_EXPENSIVE_PENDING.
+IDFACE_MAX_EXPENSIVE_PER_CLIENT, IDFACE_MAX_EXPENSIVE_PENDING, IDFACE_APP_DIR,
+IDFACE_MAX_UPLOAD_REQUEST, IDFACE_MAX_UPLOAD_PER_CLIENT.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
 
 import gradio as gr
 from gradio.queueing import Queue
@@ -42,6 +58,8 @@ log = logging.getLogger(__name__)
 SESSION_TTL_S = int(os.environ.get("IDFACE_SESSION_TTL_S", "3600"))
 MAX_SESSIONS = int(os.environ.get("IDFACE_MAX_SESSIONS", "200"))
 MAX_UPLOAD = os.environ.get("IDFACE_MAX_UPLOAD", "25mb")
+MAX_UPLOAD_REQUEST = os.environ.get("IDFACE_MAX_UPLOAD_REQUEST", "30mb")
+MAX_UPLOAD_PER_CLIENT = os.environ.get("IDFACE_MAX_UPLOAD_PER_CLIENT", "200mb")
 DEFAULT_DELETE_CACHE = (300, 900)  # every 5 min, files older than 15 min
 EXPENSIVE_CONCURRENCY_IDS = ("conceal", "fit")
 MAX_EXPENSIVE_PER_CLIENT = int(os.environ.get("IDFACE_MAX_EXPENSIVE_PER_CLIENT", "1"))
@@ -61,9 +79,119 @@ def delete_cache_schedule() -> tuple[int, int]:
     return max(1, frequency), max(0, age)
 
 
+def parse_size(text: str) -> int:
+    """'25mb', '1gb', '500kb', '1234' -> bytes."""
+    t = text.strip().lower()
+    for suffix, factor in (("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10), ("b", 1)):
+        if t.endswith(suffix):
+            return int(float(t[: -len(suffix)]) * factor)
+    return int(t)
+
+
 def launch_limits() -> dict:
-    """launch() keywords bounding sessions and uploads."""
+    """launch() keywords bounding sessions and uploads (GuardedBlocks.launch adds UploadBudget)."""
     return dict(state_session_capacity=MAX_SESSIONS, max_file_size=MAX_UPLOAD)
+
+
+def upload_budget_middleware():
+    from starlette.middleware import Middleware
+
+    return Middleware(UploadBudget, per_request=parse_size(MAX_UPLOAD_REQUEST),
+                      per_client=parse_size(MAX_UPLOAD_PER_CLIENT), window_s=delete_cache_schedule()[1] or 900)
+
+
+class UploadBudget:
+    """ASGI middleware: refuse an upload request whose declared size is over `per_request`, or
+    that would take its client address over `per_client` bytes within `window_s` seconds."""
+
+    def __init__(self, app, per_request: int, per_client: int, window_s: float):
+        self.app, self.per_request, self.per_client, self.window_s = app, per_request, per_client, window_s
+        self.sent: dict[str, deque] = defaultdict(deque)  # address -> (time, bytes), oldest first
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") == "http" and scope.get("method") == "POST" and scope.get("path", "").endswith("/upload"):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            problem = self.problem(headers, scope)
+            if problem is not None:
+                status, text = problem
+                log.info("upload refused: %s", text)  # no file names, no paths
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": ('{"detail": "%s"}' % text).encode()})
+                return
+        await self.app(scope, receive, send)
+
+    def problem(self, headers: dict, scope) -> tuple[int, str] | None:
+        length = headers.get("content-length")
+        if length is None or not length.isdigit():
+            return 411, "an upload must declare its size (Content-Length)"
+        size = int(length)
+        if size > self.per_request:
+            return 413, (f"this upload is {size / 1e6:.0f} MB in one request; at most "
+                         f"{self.per_request / 1e6:.0f} MB per request (all files together)")
+        forwarded = headers.get("x-forwarded-for", "")
+        address = forwarded.split(",")[0].strip() if forwarded else (scope.get("client") or ("unknown",))[0]
+        now = time.monotonic()
+        with self.lock:
+            sent = self.sent[address]
+            while sent and now - sent[0][0] > self.window_s:
+                sent.popleft()
+            used = sum(n for _, n in sent)
+            if used + size > self.per_client:
+                return 429, (f"you have uploaded {used / 1e6:.0f} MB in the last {self.window_s / 60:.0f} min; "
+                             f"at most {self.per_client / 1e6:.0f} MB: try again later")
+            sent.append((now, size))
+            if len(self.sent) > 10_000:  # forget idle addresses
+                for key in [k for k, v in self.sent.items() if not v]:
+                    del self.sent[key]
+        return None
+
+
+def app_folder(port: int) -> Path:
+    """The folder this app instance writes every file into (IDFACE_APP_DIR overrides)."""
+    return Path(os.environ.get("IDFACE_APP_DIR") or Path(tempfile.gettempdir()) / f"idface-app-{port}")
+
+
+def claim_app_folder(folder: Path) -> Path:
+    """Empty `folder` (what a previous run on it left: uploads, outputs), create it, and point
+    Gradio's cache (GRADIO_TEMP_DIR) and idface's outputs (IDFACE_OUTPUT_DIR) into it. Call before
+    the gr.Blocks is built (Gradio reads its cache folder then)."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed the files a previous run left in %s", folder)
+    (folder / "uploads").mkdir(parents=True, exist_ok=True)
+    (folder / "outputs").mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder / "uploads")
+    os.environ["IDFACE_OUTPUT_DIR"] = str(folder / "outputs")
+    return folder
+
+
+class AppFolderSweeper(threading.Thread):
+    """Every `frequency` s, delete each file under `folder` older than `age` s (and empty folders)."""
+
+    def __init__(self, folder: Path, frequency: float, age: float):
+        super().__init__(daemon=True, name="idface-app-folder-sweeper")
+        self.folder, self.frequency, self.age = Path(folder), frequency, age
+        self.stopped = threading.Event()
+
+    def sweep(self) -> int:
+        now, removed = time.time(), 0
+        for path in sorted(self.folder.rglob("*"), key=lambda p: -len(p.parts)):
+            try:
+                if path.is_file() and now - path.stat().st_mtime > self.age:
+                    path.unlink()
+                    removed += 1
+                elif path.is_dir() and path.parent != self.folder and not any(path.iterdir()):
+                    path.rmdir()
+            except OSError:  # gone meanwhile, or in use
+                pass
+        return removed
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.frequency):
+            self.sweep()
 
 
 def free_session(demo, session_hash: str) -> bool:
@@ -158,8 +286,13 @@ class GuardedQueue(Queue):
 
 
 class GuardedBlocks(gr.Blocks):
-    """gr.Blocks whose session store (created by Gradio at launch) is a GuardedStateHolder and
-    whose queue is a GuardedQueue."""
+    """gr.Blocks whose session store (created by Gradio at launch) is a GuardedStateHolder, whose
+    queue is a GuardedQueue, and whose server refuses uploads over the UploadBudget."""
+
+    def launch(self, *args, **kwargs):
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})  # a fresh dict: Gradio adds to it
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), upload_budget_middleware()]
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
 
     def queue(self, *args, **kwargs):
         super().queue(*args, **kwargs)
