@@ -74,6 +74,13 @@ def example_masks() -> dict[str, str]:
     return out
 
 
+def visitor_error(message: str, where: str) -> gr.Error:
+    """The one-line error a visitor sees; the server logs one line (where, and the kind of problem),
+    never the visitor's file names or a traceback."""
+    log.info("rejected input at %s: %s", where, message.split(":")[0].split("'")[0].strip()[:80])
+    return gr.Error(message, print_exception=False)
+
+
 def face_message(face: PreparedFace | None, what: str, error: str | None = None) -> str:
     if error:
         return f"**Problem:** {error}"
@@ -105,7 +112,7 @@ class Handlers:
 
     def mask_from_face(self, face: PreparedFace | None, what: str):
         if face is None:
-            raise gr.Error(f"there is no {what} yet: pick one first")
+            raise visitor_error(f"there is no {what} yet: pick one first", "mask from face")
         return gr.update(value=encode_label_map(face.label_map), backdrop=jpeg_data_url(face.aligned))
 
     def mask_from_file(self, path: str | None):
@@ -114,7 +121,7 @@ class Handlers:
         try:
             lm = load_mask(path, size=FRAME_SIZE)
         except IdfaceError as err:
-            raise gr.Error(str(err)) from None
+            raise visitor_error(str(err), "mask upload") from None
         return gr.update(value=encode_label_map(lm))
 
     def mask_from_example(self, name: str | None):
@@ -178,14 +185,14 @@ class Handlers:
         generated PNG (synthetic metadata) and the scores out."""
         for value, what in ((mask_file, "mask"), (style_file, "style face"), (identity_file, "identity face")):
             if value is None:
-                raise gr.Error(f"the {what} file is missing")
+                raise visitor_error(f"the {what} file is missing", "/generate")
         try:
             gen, _, _ = generate_from_photos(
                 self.engine, _path(mask_file), _path(style_file), _path(identity_file),
                 identity_source or "identity", from_identity or "",
             )
         except IdfaceError as err:
-            raise gr.Error(str(err)) from None
+            raise visitor_error(str(err), "/generate") from None
         except Exception:  # a bug or a broken model, not the caller's input: one line out, details in the log
             log.exception("generation failed")
             raise gr.Error("generation failed on the server; the error is in its log") from None

@@ -168,6 +168,9 @@ def claim_app_folder(folder: Path) -> Path:
     return folder
 
 
+EMPTY_SPOOL_AGE_S = 60
+
+
 class AppFolderSweeper(threading.Thread):
     """Every `frequency` s, delete each file under `folder` older than `age` s (and empty folders)."""
 
@@ -181,6 +184,11 @@ class AppFolderSweeper(threading.Thread):
         for path in sorted(self.folder.rglob("*"), key=lambda p: -len(p.parts)):
             try:
                 if path.is_file() and now - path.stat().st_mtime > self.age:
+                    path.unlink()
+                    removed += 1
+                elif path.is_file() and path.parent == self.folder / "uploads" and path.name.startswith("tmp") \
+                        and path.stat().st_size == 0 and now - path.stat().st_mtime > EMPTY_SPOOL_AGE_S:
+                    # Gradio's upload parser leaves an empty spool file per upload
                     path.unlink()
                     removed += 1
                 elif path.is_dir() and path.parent != self.folder and not any(path.iterdir()):
