@@ -42,9 +42,22 @@ CSS = f"""
 .face-identity img {{ border: 3px solid {IDENTITY_COLOR}; border-radius: 6px; }}
 .step-title {{ margin-bottom: 0 !important; }}
 #status {{ min-height: 1.5em; }}
-.result-row > div {{ min-width: 0 !important; flex: 1 1 0 !important; }}
-.result-row img {{ object-fit: contain; }}
+/* labels sit above their picture (never over it) and wrap instead of being clipped */
+.labelled-pic label[data-testid="block-label"] {{
+  position: static !important; white-space: normal !important; max-width: 100% !important;
+  margin: 0 0 4px 0 !important; border-radius: 6px !important; }}
+.labelled-pic label[data-testid="block-label"] > span {{ display: none !important; }}
+/* result pictures: side by side while they fit, wrapping below 110 px each, square at any width */
+.result-row {{ flex-wrap: wrap !important; gap: 8px !important; }}
+.result-row > div {{ flex: 1 1 110px !important; min-width: 110px !important; }}
+.result-pic {{ height: auto !important; }}
+.result-pic .image-container, .result-pic .image-frame {{ height: auto !important; }}
+.result-pic .image-frame img {{ width: 100% !important; height: auto !important; aspect-ratio: 1 / 1;
+  object-fit: contain; }}
 .ex-title p {{ margin: 0 !important; font-size: 13px; }}
+/* nothing may push the page wider than the screen */
+html, body, gradio-app {{ max-width: 100vw; overflow-x: hidden; }}
+.gradio-container {{ max-width: 100% !important; }}
 """
 MAX_QUEUE = int(os.environ.get("IDFACE_MAX_QUEUE", "32"))
 CONCURRENCY = int(os.environ.get("IDFACE_CONCURRENCY", "1"))
@@ -65,7 +78,8 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
     """The main panel: faces | mask | result."""
     h = Handlers(engine)
     faces = example_faces()
-    generated_kw = dict(height=190, min_width=110, format="png", interactive=False, buttons=["fullscreen"])
+    generated_kw = dict(min_width=110, format="png", interactive=False, buttons=["fullscreen"],
+                        elem_classes=["result-pic", "labelled-pic"])
 
     # per-visitor state; prepared faces (crops, masks, embeddings) expire with the session
     style_state = gr.State(None, time_to_live=SESSION_TTL_S)
@@ -81,7 +95,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
             style_in = photo_input(
                 label="Style face: how each part looks", height=200,
                 sources=["upload", "webcam", "clipboard"], value=faces[0] if faces else None,
-                buttons=[], elem_classes="face-style", elem_id="style_in",
+                buttons=[], elem_classes=["face-style", "labelled-pic"], elem_id="style_in",
             )
             style_msg = gr.Markdown(elem_classes="face-msg")
             gr.Markdown("Examples (click one):", elem_classes="ex-title")
@@ -89,7 +103,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
             identity_in = photo_input(
                 label="Identity face: who recognizers should see", height=200,
                 sources=["upload", "webcam", "clipboard"], value=faces[-1] if len(faces) > 1 else None,
-                buttons=[], elem_classes="face-identity", elem_id="identity_in",
+                buttons=[], elem_classes=["face-identity", "labelled-pic"], elem_id="identity_in",
             )
             identity_msg = gr.Markdown(elem_classes="face-msg")
             gr.Markdown("Examples (click one):", elem_classes="ex-title")
@@ -116,8 +130,10 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
             gr.Markdown("### 3 · Result", elem_classes="step-title")
             status = gr.Markdown(elem_id="status")
             with gr.Row(equal_height=True, elem_classes="result-row"):
-                style_crop = gr.Image(label="Style face", elem_classes="face-style", **generated_kw)
-                identity_crop = gr.Image(label="Identity face", elem_classes="face-identity", **generated_kw)
+                style_crop = gr.Image(label="Style face", **{**generated_kw, "elem_classes": [
+                    "face-style", *generated_kw["elem_classes"]]})
+                identity_crop = gr.Image(label="Identity face", **{**generated_kw, "elem_classes": [
+                    "face-identity", *generated_kw["elem_classes"]]})
                 generated = gr.Image(label="Generated" if engine.generator_ready else "Generated (no checkpoint)",
                                      elem_id="generated", **generated_kw)
             bars = gr.HTML(identity_bars_html(None), elem_id="identity_bars")
@@ -152,11 +168,16 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
         return event.then(h.regenerate, gen_inputs, gen_outputs, show_progress_on=[generated],
                           api_visibility="private", **heavy)
 
+    def mask_replaced(event):
+        """A mask from elsewhere (a face, a file) replaced the example: the dropdown says so."""
+        return event.then(lambda: gr.update(value=None), None, example_mask, api_visibility="private")
+
     style_prepared = style_in.change(
         lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],
         show_progress_on=[style_crop], api_visibility="private", **heavy,
     ).then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
     regenerate_after(style_prepared)
+    mask_replaced(style_prepared)
     # first visit: prepare the pre-filled example faces, take the style face's mask, generate
     regenerate_after(
         demo.load(lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],
@@ -169,12 +190,14 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
         lambda img: h.prepare_face(img, "identity face"), identity_in, [identity_state, identity_msg, identity_crop],
         show_progress_on=[identity_crop], api_visibility="private", **heavy,
     ))
-    regenerate_after(from_style.click(lambda f: h.mask_from_face(f, "style face"), style_state, editor,
-                                      api_visibility="private"))
-    regenerate_after(from_identity.click(lambda f: h.mask_from_face(f, "identity face"), identity_state, editor,
-                                         api_visibility="private"))
+    for button, state, what in ((from_style, style_state, "style face"), (from_identity, identity_state, "identity face")):
+        picked = button.click(lambda f, w=what: h.mask_from_face(f, w), state, editor, api_visibility="private")
+        regenerate_after(picked)
+        mask_replaced(picked)
     regenerate_after(example_mask.input(h.mask_from_example, example_mask, editor, api_visibility="private"))
-    regenerate_after(mask_upload.upload(h.mask_from_file, mask_upload, editor, api_visibility="private"))
+    uploaded_mask = mask_upload.upload(h.mask_from_file, mask_upload, editor, api_visibility="private")
+    regenerate_after(uploaded_mask)
+    mask_replaced(uploaded_mask)
     gr.on(
         [editor.input, identity_source.change, take_from_identity.change],
         h.regenerate, gen_inputs, gen_outputs, trigger_mode="always_last",

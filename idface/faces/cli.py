@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from idface.errors import InputError
-from idface.labels import CLASS_NAMES
+from idface.labels import CLASS_INDEX, DISPLAY_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
         Image.fromarray(aligned.image).save(args.face_out)
     present = sorted({int(v) for v in set(result.label_map.flatten().tolist())})
     print(f"{Path(args.photo).name}: {aligned.message}")
-    print(f"parser: {result.method}; classes: {', '.join(CLASS_NAMES[i] for i in present)}")
+    print(f"parser: {result.method}; classes: {', '.join(DISPLAY_NAMES[i] for i in present)}")
     if result.missing_classes:
-        print(f"this parser cannot produce: {', '.join(result.missing_classes)}")
+        print(f"this parser cannot produce: {', '.join(DISPLAY_NAMES[CLASS_INDEX[c]] for c in result.missing_classes)}")
     if result.method == "landmarks":
         print("uses dlib's 68-point landmark model (iBUG 300-W: non-commercial use only)")
     print(f"wrote {out} and {out.with_name(out.stem + '_color.png')}")

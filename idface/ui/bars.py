@@ -71,7 +71,7 @@ def reference_verdict(entry: dict) -> str:
 
 CSS = """
 <style>
-.idbars { display: flex; flex-direction: column; gap: 10px; font-size: 13px; }
+.idbars { display: flex; flex-direction: column; gap: 10px; font-size: 13px; container-type: inline-size; }
 .idbar-card { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px; }
 .idbar-head { display: flex; justify-content: space-between; align-items: baseline; gap: 8px; flex-wrap: wrap; }
 .idbar-name { font-weight: 600; }
@@ -87,6 +87,11 @@ CSS = """
 .idbar-ref .idbar-label { color: var(--body-text-color-subdued); }
 .idbar-unavail { color: var(--body-text-color-subdued); font-size: 12px; }
 .idbar-legend { color: var(--body-text-color-subdued); font-size: 12px; }
+/* narrow panels (phones): the label goes above its bar, so the bar keeps most of the width */
+@container (max-width: 480px) {
+  .idbar-row { grid-template-columns: 1fr 84px; row-gap: 1px; column-gap: 6px; margin: 5px 0; }
+  .idbar-label { grid-column: 1 / -1; white-space: normal; }
+}
 </style>
 """
 

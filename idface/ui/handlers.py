@@ -8,7 +8,10 @@ never logged and never written into outputs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +92,60 @@ def face_message(face: PreparedFace | None, what: str, error: str | None = None)
     return face.message or "One face found and aligned."
 
 
-class Handlers:
-    def __init__(self, engine: Engine):
+class ExampleFaces:
+    """The bundled example photos, prepared once (detect, align, parse, embed) and shared by every
+    visitor: a click on an example, or the first visit's pre-filled faces, costs a lookup. Keyed by
+    the file's content hash (Gradio hands handlers a copy of the file in its cache). Visitors' own
+    photos are never kept here."""
+
+    MAX_BYTES = 8 << 20  # examples are small; a larger file is not hashed at all
+
+    def __init__(self, engine: Engine, paths: list[str], warm: bool = True):
         self.engine = engine
+        self.by_hash = {self.digest(p): p for p in paths}
+        self.prepared: dict[str, PreparedFace] = {}
+        self.lock = threading.Lock()
+        if warm:  # prepare them in the background at start-up, so the first visit does not wait
+            threading.Thread(target=self.warm, daemon=True, name="idface-examples").start()
+
+    @staticmethod
+    def digest(path: str) -> str:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+
+    def warm(self) -> None:
+        for digest in list(self.by_hash):
+            try:
+                self.get(digest)
+            except Exception:  # a broken face model: the visitor's own request will say so
+                log.warning("could not prepare a bundled example", exc_info=True)
+                return
+
+    def get(self, digest: str) -> PreparedFace:
+        with self.lock:
+            face = self.prepared.get(digest)
+            if face is None:
+                face = self.engine.prepare(self.by_hash[digest], "example face")
+                self.prepared[digest] = face
+            return face
+
+    def lookup(self, photo: Any) -> PreparedFace | None:
+        """The prepared example if `photo` is a path to a bundled example's bytes, else None."""
+        if not isinstance(photo, (str, os.PathLike)):
+            return None
+        try:
+            if os.path.getsize(photo) > self.MAX_BYTES:
+                return None
+            digest = self.digest(photo)
+        except OSError:
+            return None
+        return self.get(digest) if digest in self.by_hash else None
+
+
+class Handlers:
+    def __init__(self, engine: Engine, warm_examples: bool = True):
+        self.engine = engine
+        self.examples = ExampleFaces(engine, example_faces(), warm=warm_examples)
 
     # ---- faces ----
     def prepare_face(self, photo: Any, what: str) -> tuple[PreparedFace | None, str, Any]:
@@ -99,7 +153,7 @@ class Handlers:
         if photo is None:
             return None, face_message(None, what), None
         try:
-            face = self.engine.prepare(photo, what)
+            face = self.examples.lookup(photo) or self.engine.prepare(photo, what)
         except IdfaceError as err:
             return None, face_message(None, what, str(err)), None
         return face, face_message(face, what), face.aligned

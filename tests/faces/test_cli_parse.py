@@ -13,7 +13,7 @@ def test_parse_writes_index_and_preview(faces_dir, tmp_path, capsys):
     face_out = tmp_path / "face.png"
     assert main(["parse", str(faces_dir / "biden.jpg"), "--out", str(out), "--face-out", str(face_out)]) == 0
     text = capsys.readouterr().out
-    assert "parser: landmarks" in text and "cannot produce: eye_g, hat, ear_r, neck_l" in text
+    assert "parser: landmarks" in text and "cannot produce: Eyeglasses, Hat, Earring, Necklace" in text
     assert "non-commercial" in text
     lm = load_mask(out)
     assert lm.shape == (256, 256) and (lm == CLASS_INDEX["skin"]).sum() > 5000
