@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -148,6 +149,11 @@ class Detection:
 # Detectors
 
 
+# dlib's HOG detector keeps scratch state: two threads running it at once (the app prepares a face
+# while a concealment detects one) abort the process. Every dlib detector call holds this lock.
+DLIB_LOCK = threading.Lock()
+
+
 class DlibHogDetector:
     """dlib's HOG frontal face detector + its 5-point landmark model (CC0)."""
 
@@ -166,7 +172,8 @@ class DlibHogDetector:
         for upsample in HOG_UPSAMPLE_STEPS:
             if upsample and max(h, w) * 2 ** upsample > HOG_MAX_UPSAMPLED_SIDE:
                 break
-            rects, scores, _ = self._detector.run(rgb, upsample, 0.0)
+            with DLIB_LOCK:
+                rects, scores, _ = self._detector.run(rgb, upsample, 0.0)
             if len(rects):
                 break
         faces = []

@@ -39,7 +39,7 @@ import numpy as np
 
 from idface.errors import InputError, NoFaceError, UnavailableError
 from idface.faces.align import align_face, get_template
-from idface.faces.detect import DetectedFace, dlib_model_file, facexlib_weight_path, local_weight_dirs
+from idface.faces.detect import DLIB_LOCK, DetectedFace, dlib_model_file, facexlib_weight_path, local_weight_dirs
 from idface.labels import BISENET_TO_CELEBAMASK, CLASS_INDEX, validate_label_map
 
 PARSE_SIZE = 512  # CelebAMask-HQ's resolution; every parser runs on the 512 generator frame
@@ -192,7 +192,8 @@ class LandmarkParser:
     def landmarks68(self, frame: np.ndarray) -> np.ndarray:
         """68 points on a generator frame: the face is found again in the frame (it is large and
         centred there); if the detector misses it, the box expected from the template is used."""
-        rects, scores, _ = self._detector.run(frame, 0, 0.0)
+        with DLIB_LOCK:
+            rects, scores, _ = self._detector.run(frame, 0, 0.0)
         size = frame.shape[0]
         if len(rects):
             centre = np.array([size / 2, size / 2])
