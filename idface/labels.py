@@ -18,6 +18,9 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASS_NAMES)  # 19
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
+# The generator's context tokens (and attention-map names): one per class, then the identity token.
+IDENTITY_TOKEN = "identity"
+TOKEN_NAMES: tuple[str, ...] = CLASS_NAMES + (IDENTITY_TOKEN,)  # [20]
 
 # Human-readable names for legends and pickers (same order).
 DISPLAY_NAMES: tuple[str, ...] = (

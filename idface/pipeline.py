@@ -31,11 +31,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from idface.errors import InputError
-from idface.labels import CLASS_NAMES, NUM_CLASSES, class_index, validate_label_map
+from idface.labels import CLASS_NAMES, IDENTITY_TOKEN, NUM_CLASSES, TOKEN_NAMES, class_index, validate_label_map  # noqa: F401
 from idface.model import IdFaceModel
 
-IDENTITY_TOKEN = "identity"
-TOKEN_NAMES: tuple[str, ...] = CLASS_NAMES + (IDENTITY_TOKEN,)  # context order: 19 classes, identity
 PRECISIONS = ("fp32", "bf16")
 
 

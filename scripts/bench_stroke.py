@@ -46,7 +46,7 @@ def main() -> int:
 
     import app
     from idface.errors import WeightsNotFoundError
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
     from ui_browser import chromium_page, outputs_after, paint_stroke, select_class, wait_ready
     from conftest import free_port
 

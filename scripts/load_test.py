@@ -58,7 +58,7 @@ def serve(port: int, checkpoint: str | None, stats_file: str | None = None) -> N
     import gc
 
     import app
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     def collect(*_):
         gc.collect()

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from idface.conceal.api import conceal
-    from idface.ui.outputs import check_png_out, save_synthetic_png
+    from idface.outputs import check_png_out, save_synthetic_png
 
     out = check_png_out(args.out)
     settings = settings_from_args(args)

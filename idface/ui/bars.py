@@ -1,7 +1,7 @@
 """Identity bars: per recognizer, how similar the generated face is to the style face and to the
 identity face, against that recognizer's own same-person threshold, with the verdict in words.
 
-Input is the scores dict made by idface.ui.engine (also printed by the CLI as JSON):
+Input is the scores dict made by idface.engine (also printed by the CLI as JSON):
     {"recognizers": {name: {...}}, "unavailable": {name: reason}}
 A recognizer's score is a similarity (cosine, higher = more alike) or a distance (dlib's
 Euclidean, lower = more alike); bars always grow to the right as faces get more alike.
@@ -10,6 +10,8 @@ Euclidean, lower = more alike); bars always grow to the right as faces get more 
 from __future__ import annotations
 
 import html
+
+from idface.engine import reference_verdict, verdict
 
 STYLE_COLOR = "#e8833a"     # the style face's colour everywhere in the app
 IDENTITY_COLOR = "#3a7be8"  # the identity face's colour
@@ -46,27 +48,6 @@ def _row(label: str, value: float | None, entry: dict, color: str) -> str:
         f'<div class="idbar-value">{text}</div>'
         "</div>"
     )
-
-
-def verdict(entry: dict) -> str:
-    """The generated face's verdict in words."""
-    style, ident = entry.get("same_as_style"), entry.get("same_as_identity")
-    if style is None or ident is None:
-        return ""
-    if ident and not style:
-        return "recognized as the identity face"
-    if style and not ident:
-        return "recognized as the style face"
-    if style and ident:
-        return "matches both faces"
-    return "matches neither face"
-
-
-def reference_verdict(entry: dict) -> str:
-    same = entry.get("style_same_as_identity")
-    if same is None:
-        return ""
-    return "the two faces are the same person" if same else "the two faces are different people"
 
 
 CSS = """

@@ -109,7 +109,7 @@ def summary_markdown(report: dict) -> str:
 
 
 class ConcealHandlers:
-    """The panel's event handler (engine: idface.ui.engine.Engine, for the generator pipeline)."""
+    """The panel's event handler (engine: idface.engine.Engine, for the generator pipeline)."""
 
     def __init__(self, engine: Any = None):
         self.engine = engine
@@ -123,7 +123,7 @@ class ConcealHandlers:
             min_psnr: float = 30.0, progress: Any = None):
         """-> (original, result, bars html, summary markdown, report dict, download path, status)."""
         from idface.conceal import conceal
-        from idface.ui.outputs import synthetic_png_file
+        from idface.outputs import synthetic_png_file
 
         empty = (None, None, conceal_bars_html(None), "", None, None)
         if photo is None:

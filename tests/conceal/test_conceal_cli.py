@@ -11,7 +11,7 @@ from conceal_reference import reference_psnr, reference_ssim
 
 from idface.cli import main
 from idface.images import load_image
-from idface.ui.outputs import read_png_metadata
+from idface.outputs import read_png_metadata
 
 
 @pytest.mark.slow

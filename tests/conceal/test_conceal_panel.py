@@ -9,7 +9,7 @@ import pytest
 
 from idface.images import load_image
 from idface.ui.conceal_panel import EXPLANATION, ConcealHandlers, conceal_bars_html, conceal_tab
-from idface.ui.outputs import read_png_metadata
+from idface.outputs import read_png_metadata
 
 
 def test_panel_builds_inside_blocks():

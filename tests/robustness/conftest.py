@@ -27,7 +27,7 @@ def robust_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def robust_engine(robust_checkpoint):
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     return Engine(checkpoint=str(robust_checkpoint))
 

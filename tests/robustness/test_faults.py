@@ -62,7 +62,7 @@ def broken_arcface(tmp_path, monkeypatch):
 
 def test_engine_marks_a_broken_recognizer_unavailable_and_keeps_the_others(broken_arcface):
     from idface.ui.bars import identity_bars_html
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     engine = Engine(load_generator=False)
     assert "dlib-resnet" in engine.recognizers()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from idface.ui.engine import generate_from_photos
+from idface.engine import generate_from_photos
 
 pytestmark = pytest.mark.slow
 

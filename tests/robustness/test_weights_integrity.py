@@ -209,7 +209,7 @@ def test_damaged_generator_weights_named_with_how_to_refetch(checkpoint_folder, 
 
 
 def test_app_engine_starts_without_a_damaged_generator(checkpoint_folder, tmp_path):
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     folder = tmp_path / "ckpt"
     shutil.copytree(checkpoint_folder, folder)

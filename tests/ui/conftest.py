@@ -46,7 +46,7 @@ def plumbing_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def plumbing_engine(plumbing_checkpoint):
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     return Engine(checkpoint=str(plumbing_checkpoint))
 

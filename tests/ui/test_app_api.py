@@ -8,7 +8,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from idface.ui.outputs import read_png_metadata
+from idface.outputs import read_png_metadata
 
 MASKS = __import__("pathlib").Path(__file__).resolve().parents[2] / "assets" / "masks"
 

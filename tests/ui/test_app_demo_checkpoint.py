@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_app(monkeypatch_module):
     import app
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     monkeypatch_module.delenv("IDFACE_CHECKPOINT", raising=False)
     engine = Engine()

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from idface.cli import main
-from idface.ui.outputs import read_png_metadata
+from idface.outputs import read_png_metadata
 
 MASKS = Path(__file__).resolve().parents[2] / "assets" / "masks"
 
@@ -27,7 +27,7 @@ def test_generate_cli_json_plumbing_checkpoint(plumbing_checkpoint, plumbing_eng
         assert {"similarity_to_style", "similarity_to_identity", "threshold", "same_as_style",
                 "same_as_identity", "verdict"} <= set(e)
     # the same pipeline function as /generate gives the same numbers
-    from idface.ui.engine import generate_from_photos
+    from idface.engine import generate_from_photos
 
     gen, _, _ = generate_from_photos(plumbing_engine, MASKS / "drawn_face_color.png", faces_dir / "obama.jpg",
                                      faces_dir / "biden.jpg")

@@ -5,8 +5,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from idface.ui.bars import identity_bars_html, verdict
-from idface.ui.outputs import IPTC_SYNTHETIC, attention_overlay, read_png_metadata, save_synthetic_png
+from idface.engine import verdict
+from idface.outputs import IPTC_SYNTHETIC, attention_overlay, read_png_metadata, save_synthetic_png
+from idface.ui.bars import identity_bars_html
 
 
 def test_png_metadata_marks_synthetic_with_checkpoint_and_settings(tmp_path, rng):
@@ -71,7 +72,7 @@ def test_old_downloads_are_pruned(tmp_path, rng):
     import os
     import time
 
-    from idface.ui.outputs import OUTPUT_MAX_AGE_S, synthetic_png_file
+    from idface.outputs import OUTPUT_MAX_AGE_S, synthetic_png_file
 
     img = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
     old = synthetic_png_file(img, "ckpt", {}, directory=str(tmp_path))

@@ -24,15 +24,14 @@ import torch
 
 from idface.errors import IdfaceError, InputError, UnavailableError, WeightsNotFoundError
 from idface.images import load_image, load_mask
-from idface.labels import CLASS_NAMES, DISPLAY_NAMES, NUM_CLASSES, validate_label_map
+from idface.labels import CLASS_NAMES, DISPLAY_NAMES, IDENTITY_TOKEN, NUM_CLASSES, validate_label_map
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 # The editor and the display work in the faces package's generator frame (256 x 256).
 FRAME_SIZE = 256
 IDENTITY_SOURCES = ("identity", "style", "none")
-IDENTITY_TOKEN = "identity"  # attention-map name of the identity token (idface.pipeline.TOKEN_NAMES)
 # fp32 by default; IDFACE_PRECISION=bf16 halves generator time on CPUs with AVX-512 bf16.
 PRECISION = os.environ.get("IDFACE_PRECISION", "fp32")
 
@@ -99,6 +98,28 @@ def where_in_photo(box, shape) -> str:
     if not row:
         return f"on the {col}"
     return f"at the {row} {col}".rstrip() if col else f"at the {row}"
+
+
+def verdict(entry: dict) -> str:
+    """The generated face's verdict in words, from one recognizer's entry of `Engine.score_faces`."""
+    style, ident = entry.get("same_as_style"), entry.get("same_as_identity")
+    if style is None or ident is None:
+        return ""
+    if ident and not style:
+        return "recognized as the identity face"
+    if style and not ident:
+        return "recognized as the style face"
+    if style and ident:
+        return "matches both faces"
+    return "matches neither face"
+
+
+def reference_verdict(entry: dict) -> str:
+    """Whether the style and identity faces themselves are the same person, in words."""
+    same = entry.get("style_same_as_identity")
+    if same is None:
+        return ""
+    return "the two faces are the same person" if same else "the two faces are different people"
 
 
 class Engine:
@@ -242,8 +263,6 @@ class Engine:
                 s = float(rec.score(style.embeddings[name], identity.embeddings[name]))
                 entry["style_vs_identity"] = s
                 entry["style_same_as_identity"] = bool(rec.is_same(s))
-            from idface.ui.bars import verdict
-
             if generated is not None:
                 entry["verdict"] = verdict(entry)
             result[name] = entry
