@@ -6,7 +6,7 @@ the person in the photo (dodge), measurably, and check that it survives re-compr
     result.report["recognizers"]["dlib-resnet"]["same_as_target"]
 
 Modules: goals (goal rules and margins), transforms (real and differentiable JPEG, resizing,
-re-compression), metrics (PSNR, SSIM, LPIPS), regions (parser classes -> pixel masks), score
+re-compression), regions (parser classes -> pixel masks), score
 (photo-level embeddings), photo (photo-mode attack), generator_modes (token swap and test-time
 token optimisation), api (`conceal`, the report), cli (`python -m idface conceal`), ui (the app panel).
 """

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from idface.conceal.goals import DEFAULT_MARGIN, DODGE, IMPERSONATE, Reference, check_goal
-from idface.conceal.metrics import distortion, psnr
 from idface.conceal.transforms import describe_recompression
 from idface.errors import InputError, UnavailableError
+from idface.metrics import LPIPSMetric, psnr, ssim_luma
 
 MODES = ("photo", "token", "swap")
 GENERATOR_MODES = ("token", "swap")
@@ -107,6 +108,21 @@ def recognizer_entry(rec, attacked: bool, verified: dict, unattacked: dict) -> d
     return entry
 
 
+def distortion(original: np.ndarray, attacked: np.ndarray) -> dict:
+    """The report's distortion block: psnr, ssim_luma, lpips (or the reason it is unavailable)."""
+    try:
+        to01 = lambda v: torch.from_numpy(np.array(v, np.float32)).permute(2, 0, 1)[None] / 255.0  # noqa: E731
+        lpips, note = round(float(LPIPSMetric()(to01(original), to01(attacked))[0]), 5), None
+    except UnavailableError as err:
+        lpips, note = "unavailable", str(err)
+    return {
+        "psnr": psnr(original, attacked),  # inf when identical
+        "ssim_luma": round(ssim_luma(original, attacked), 5),
+        "lpips": lpips,
+        "lpips_note": note,
+    }
+
+
 def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavailable: dict[str, str],
                  verified: dict, unattacked: dict, original: np.ndarray, image: np.ndarray,
                  seconds: float, extra: dict) -> dict:
@@ -127,7 +143,7 @@ def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavai
                      for r in transfer},
         "unavailable": unavailable,
         "psnr": _finite(dist["psnr"]),
-        "ssim": dist["ssim"],
+        "ssim_luma": dist["ssim_luma"],
         "lpips": dist["lpips"],
         "lpips_note": dist["lpips_note"],
         "seconds": round(seconds, 2),

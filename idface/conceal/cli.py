@@ -70,7 +70,7 @@ def format_text(rep: dict, out: Path) -> str:
              f"{rep.get('steps', 0)} steps ({rep.get('stopped', '')})"]
     psnr = "identical" if rep["psnr"] is None else f"{rep['psnr']:.2f} dB"
     lp = rep["lpips"] if isinstance(rep["lpips"], str) else f"{rep['lpips']:.4f}"
-    lines.append(f"distortion vs unattacked: PSNR {psnr}, SSIM {rep['ssim']:.4f}, LPIPS {lp}")
+    lines.append(f"distortion vs unattacked: PSNR {psnr}, SSIM (luma) {rep['ssim_luma']:.4f}, LPIPS {lp}")
     for name, e in rep["recognizers"].items():
         kind = "similarity" if e["higher_is_more_similar"] else "distance"
         tag = "attacked" if e["attacked"] else "not attacked (transfer)"

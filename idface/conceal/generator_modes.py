@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from idface.conceal.goals import DEFAULT_MARGIN, Reference, goal_margin, read_verdict
-from idface.conceal.metrics import psnr, ssim, ssim_torch
+from idface.metrics import psnr, ssim_luma, ssim_luma_torch
 from idface.conceal.photo import Adam
 from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import InputError
@@ -174,7 +174,7 @@ class GeneratorAttack:
             return (x[0].detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
         def budget_ok(img: np.ndarray) -> bool:
-            return psnr(base_image, img) >= s.min_psnr and ssim(base_image, img) >= s.min_ssim
+            return psnr(base_image, img) >= s.min_psnr and ssim_luma(base_image, img) >= s.min_ssim
 
         def rank(verified: dict) -> tuple:
             raw = sum(v["raw"]["success"] for v in verified.values())
@@ -218,9 +218,8 @@ class GeneratorAttack:
                 m = goal_margin(rec, goal, rec.score(emb, src), None if tgt is None else rec.score(emb, tgt))
                 losses.append(F.relu(margin_of(rec) + s.overshoot - m).mean())
                 worst = min(worst, float(m.detach().min()))
-            mse = ((x - base_t) ** 2).mean() * 255.0 ** 2
-            psnr_now = 10 * torch.log10(255.0 ** 2 / mse.clamp_min(1e-8))
-            budget = F.relu(s.min_psnr + 0.5 - psnr_now) / 10 + F.relu(s.min_ssim + 0.01 - ssim_torch(x, base_t)[0]) * 10
+            psnr_now = psnr(x, base_t, data_range=1.0, min_mse=1e-8 / 255.0**2)[0]  # [1] -> scalar, finite, differentiable
+            budget = F.relu(s.min_psnr + 0.5 - psnr_now) / 10 + F.relu(s.min_ssim + 0.01 - ssim_luma_torch(x, base_t)[0]) * 10
             loss = sum(losses) + s.budget_weight * budget
             token.grad = None
             code_delta.grad = None

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from idface.conceal.goals import DEFAULT_MARGIN, Reference, goal_margin, read_verdict
-from idface.conceal.metrics import mse_for_psnr, psnr, ssim, ssim_torch
+from idface.metrics import mse_for_psnr, psnr, ssim_luma, ssim_luma_torch
 from idface.conceal.score import RECOMPRESSED_MIN_FACE, embed_photo_array
 from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import IdfaceError, InputError
@@ -222,7 +222,7 @@ class PhotoAttack:
         return out
 
     def within_budget(self, image: np.ndarray) -> bool:
-        return psnr(self.photo, image) >= self.s.min_psnr and ssim(self.photo, image) >= self.s.min_ssim
+        return psnr(self.photo, image) >= self.s.min_psnr and ssim_luma(self.photo, image) >= self.s.min_ssim
 
     def _fit_budget(self, delta: torch.Tensor) -> np.ndarray:
         """Compose, and shrink the perturbation until the uint8 image meets the budget."""
@@ -237,7 +237,7 @@ class PhotoAttack:
 
     def _whole_ssim(self, x: torch.Tensor) -> torch.Tensor:
         """SSIM of the whole photo from the window's (outside the window the SSIM map is 1)."""
-        win = ssim_torch(x, self.base)[0]
+        win = ssim_luma_torch(x, self.base)[0]
         h, w = x.shape[-2:]
         return 1 - (1 - win) * (h * w) / self.total_pixels
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from idface.errors import IdfaceError, InputError, UnavailableError
-from idface.evaluation import metrics as M
+from idface import metrics as M
 from idface.training.data import FaceMaskDataset, collate, onehot
 
 log = logging.getLogger("idface.eval")
@@ -115,8 +115,8 @@ def reconstruction_metrics(model, dataset: FaceMaskDataset, device, recognizers:
         emb = embed(id_rec, real) if id_rec is not None else None
         fake = model(mask, real, identity_embedding=emb).float().clamp(-1, 1)
         f01, r01 = (fake + 1) / 2, (real + 1) / 2
-        psnrs += M.psnr(f01, r01).tolist()
-        ssims += M.ssim(f01, r01).tolist()
+        psnrs += M.psnr(f01, r01, data_range=1.0).tolist()
+        ssims += M.ssim_rgb(f01, r01).tolist()
         if lpips_metric is not None:
             lp += lpips_metric(f01, r01).tolist()
         if fid_metric is not None:
@@ -130,7 +130,7 @@ def reconstruction_metrics(model, dataset: FaceMaskDataset, device, recognizers:
     out = {
         "images": len(psnrs),
         "psnr_db": float(np.mean([p for p in psnrs if math.isfinite(p)] or [float("inf")])),
-        "ssim": float(np.mean(ssims)),
+        "ssim_rgb": float(np.mean(ssims)),
     }
     if lp:
         out["lpips"] = float(np.mean(lp))

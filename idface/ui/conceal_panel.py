@@ -101,7 +101,7 @@ def summary_markdown(report: dict) -> str:
     lp = "" if isinstance(report["lpips"], str) else f", LPIPS {report['lpips']:.3f}"
     text = (f"**The {goal} {raw}** against {attacked} on the result as produced, and it **{rc}** after "
             f"re-compression ({report['recompression']}). Change from the original: {psnr}, SSIM "
-            f"{report['ssim']:.3f}{lp}. {report.get('steps', 0)} steps, {report['seconds']:.0f} s.")
+            f"{report['ssim_luma']:.3f}{lp}. {report.get('steps', 0)} steps, {report['seconds']:.0f} s.")
     if report.get("transfer"):
         words = [f"{n}: {'fooled' if v['success'] else 'not fooled'}" for n, v in report["transfer"].items()]
         text += " Recognizers not attacked: " + "; ".join(words) + "."

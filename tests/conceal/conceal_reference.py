@@ -15,7 +15,9 @@ class DlibJudge:
     def __init__(self):
         import dlib
 
-        from idface.identity.dlib_resnet import RESNET_FILE, dlib_model_path
+        from idface.identity.dlib_resnet import RESNET_FILE
+
+        from idface.weights import dlib_model_path
 
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
@@ -44,7 +46,7 @@ def reference_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM (Wang et al. 2004) on BT.601 luminance with OpenCV's 11x11 Gaussian (sigma 1.5):
-    written apart from idface.conceal.metrics (scipy) on purpose."""
+    written apart from idface.metrics (scipy) on purpose."""
     import cv2
 
     def luma(x):

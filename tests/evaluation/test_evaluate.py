@@ -26,7 +26,7 @@ def test_eval_writes_every_metric_it_can_compute(tiny_checkpoint, prepared_eval,
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads((out / "metrics.json").read_text())
     assert report["images"] == 4
-    assert 0 < report["psnr_db"] < 60 and -1 <= report["ssim"] <= 1
+    assert 0 < report["psnr_db"] < 60 and -1 <= report["ssim_rgb"] <= 1
     from idface.identity.registry import available_recognizers, recognizer_status
 
     for name in available_recognizers():

@@ -78,9 +78,10 @@ def test_engine_marks_a_broken_recognizer_unavailable_and_keeps_the_others(broke
 def test_missing_recognizer_weights_say_where_they_were_looked_for(monkeypatch, tmp_path):
     """No ArcFace file anywhere (offline): the registry says which places were tried."""
     pytest.importorskip("facexlib")
-    from idface.identity import arcface, registry
+    from idface import weights
+    from idface.identity import registry
 
-    monkeypatch.setattr(arcface, "facexlib_weight_path", lambda name: None)
+    monkeypatch.setattr(weights, "facexlib_weight_path", lambda name: None)
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))  # read per call

@@ -225,7 +225,9 @@ def test_corrupt_dlib_cache_is_rebuilt(tmp_path):
     the cache rewritten, and the network gives the same descriptors."""
     from safetensors import safe_open
 
-    from idface.identity.dlib_resnet import RESNET_FILE, cached_weights_path, dlib_model_path, load_dlib_resnet
+    from idface.identity.dlib_resnet import RESNET_FILE, cached_weights_path, load_dlib_resnet
+
+    from idface.weights import dlib_model_path
 
     source = dlib_model_path(RESNET_FILE)
     reference = load_dlib_resnet()  # from the repository's cache
@@ -240,7 +242,8 @@ def test_corrupt_dlib_cache_is_rebuilt(tmp_path):
 
 
 def test_truncated_dlib_dat_named_with_how_to_refetch(tmp_path):
-    from idface.identity.dlib_resnet import RESNET_FILE, DlibFormatError, dlib_model_path, load_dlib_resnet
+    from idface.identity.dlib_resnet import RESNET_FILE, DlibFormatError, load_dlib_resnet
+    from idface.weights import dlib_model_path
 
     source = dlib_model_path(RESNET_FILE)
     for cut in (0.5, 0.001):
