@@ -71,24 +71,3 @@ def reference_recompress(rgb: np.ndarray) -> np.ndarray:
     small.save(buf, format="JPEG", quality=75)
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
-
-def make_plumbing_checkpoint(folder) -> None:
-    """Plumbing only: a random "tiny"-preset model (64 x 64, dlib-resnet identity token). Layers
-    initialised at zero (attention output projections) get small noise so that the identity token
-    and style codes reach the output, as they do in a trained model; the identity projection's
-    output layer is scaled up so that different identities give visibly different outputs."""
-    import torch
-
-    from idface.model import IdFaceModel
-
-    torch.manual_seed(0)
-    model = IdFaceModel("tiny")
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim > 1 and not p.any():
-                p.normal_(0.0, 0.2)
-        for p in model.identity_projection.mlp[-1].parameters():
-            p.mul_(20.0)
-    model.save_pretrained(folder)
-
-

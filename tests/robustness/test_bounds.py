@@ -36,7 +36,7 @@ def test_upload_over_the_cap_is_refused(robust_app):
 
 def test_session_store_is_capped(robust_app):
     """More visitors than MAX_SESSIONS: the store stays at the cap (least recently used out)."""
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     url, demo = robust_app
     s = BrowserSession(url)

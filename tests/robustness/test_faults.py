@@ -102,7 +102,7 @@ class Boom(RuntimeError):
 
 
 def test_generator_raising_mid_request_keeps_the_app_serving(robust_app, robust_engine, monkeypatch):
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     from idface.images import load_mask
     from idface.ui.maskcodec import encode_label_map
@@ -150,7 +150,8 @@ def test_generator_raising_mid_request_keeps_the_app_serving(robust_app, robust_
 
 @pytest.mark.slow
 def test_app_starts_with_hub_unreachable_broken_arcface_and_unwritable_cache(tmp_path):
-    from scripts.load_test import BrowserSession, free_port
+    from idface.testing import free_port
+    from idface.testing.browser import BrowserSession
 
     pytest.importorskip("facexlib")
     from idface.identity.arcface import WEIGHTS_FILE

@@ -95,7 +95,7 @@ def test_arcface_loader_refuses_code_in_a_pth(tmp_path):
 
 
 def test_generator_loader_refuses_a_pickle_named_safetensors(tmp_path):
-    from scripts.load_test import make_plumbing_checkpoint
+    from idface.testing import make_plumbing_checkpoint
 
     from idface.pipeline import IdFacePipeline
 
@@ -181,7 +181,7 @@ def test_space_config_pins_hub_revisions():
 
 @pytest.fixture(scope="module")
 def checkpoint_folder(tmp_path_factory) -> Path:
-    from scripts.load_test import make_plumbing_checkpoint
+    from idface.testing import make_plumbing_checkpoint
 
     folder = tmp_path_factory.mktemp("good_checkpoint")
     make_plumbing_checkpoint(folder)

@@ -5,20 +5,15 @@ that dlib-ResNet verifies as that person, and the page says the checkpoint is a 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from idface.testing import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 pytestmark = pytest.mark.slow
 
