@@ -25,6 +25,7 @@ import torch
 from idface.errors import IdfaceError, InputError, UnavailableError, WeightsNotFoundError
 from idface.images import load_image, load_mask
 from idface.labels import CLASS_NAMES, DISPLAY_NAMES, IDENTITY_TOKEN, NUM_CLASSES, validate_label_map
+from idface.tensors import image_tensor
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,6 @@ class Generation:
     attention: dict[str, np.ndarray]          # token name -> [h, w] float16 map (may be empty)
     settings: dict                            # what made it (for the PNG metadata)
     seconds: float
-
-
-def to_frame_tensor(image: np.ndarray) -> torch.Tensor:
-    """RGB uint8 [H, W, 3] -> float [1, 3, H, W] in [0, 1]."""
-    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float() / 255.0
 
 
 def parse_class_sources(value: Any) -> dict[int, str]:
@@ -203,7 +199,7 @@ class Engine:
 
     def _embed_frames(self, images: list[np.ndarray]) -> dict[str, list]:
         """Every recognizer's embedding of images in the generator frame (any size)."""
-        batch = torch.cat([to_frame_tensor(img) for img in images]).to(self.device)
+        batch = torch.cat([image_tensor(img) for img in images]).to(self.device)
         out = {}
         with torch.no_grad():
             for name, rec in self.recognizers().items():

@@ -33,6 +33,7 @@ from PIL import Image
 from idface.errors import InputError
 from idface.labels import CLASS_NAMES, IDENTITY_TOKEN, NUM_CLASSES, TOKEN_NAMES, class_index, validate_label_map  # noqa: F401
 from idface.model import IdFaceModel
+from idface.tensors import onehot
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -165,9 +166,7 @@ class IdFacePipeline:
         return img
 
     def _onehot(self, lm: np.ndarray) -> torch.Tensor:
-        index = torch.from_numpy(lm.astype(np.int64))
-        onehot = F.one_hot(index, NUM_CLASSES).permute(2, 0, 1).float()[None]   # [1, K, H, W]
-        return onehot.contiguous(memory_format=torch.channels_last)
+        return onehot(lm).contiguous(memory_format=torch.channels_last)   # [1, K, H, W]
 
     # ---- cached stages ----
     def encode_style(self, image: np.ndarray, label_map: np.ndarray) -> StyleCodes:

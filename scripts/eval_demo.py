@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 from idface.labels import CLASS_INDEX as C, index_to_color  # noqa: E402
 from idface.metrics import psnr  # noqa: E402
+from idface.tensors import image_tensor  # noqa: E402
 
 TRAIN_DIR = REPO / "assets" / "train"
 NAMES = ("astronaut", "grace_hopper", "obama", "obama2", "obama3", "biden")
@@ -61,10 +62,6 @@ def resize_labels(label: np.ndarray, size: int) -> np.ndarray:
     if label.shape[0] == size:
         return label
     return np.asarray(Image.fromarray(label).resize((size, size), Image.Resampling.NEAREST))
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 255.0
 
 
 # ---- mask edits --------------------------------------------------------------------------------
@@ -132,7 +129,7 @@ class DemoEvaluator:
     def embed(self, image: np.ndarray) -> np.ndarray:
         """Recognizer embedding of an aligned generator-frame image (any size)."""
         with torch.no_grad():
-            return self.recognizer.embed_frame(to_tensor(image))[0].float().numpy()
+            return self.recognizer.embed_frame(image_tensor(image))[0].float().numpy()
 
     def photo_embedding(self, name: str) -> np.ndarray:
         """Identity of a training photo: the recognizer on its aligned frame at the model's

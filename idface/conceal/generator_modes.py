@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from idface.conceal.goals import DEFAULT_MARGIN, Reference, goal_margin, read_verdict
-from idface.metrics import psnr, ssim_luma, ssim_luma_torch
 from idface.conceal.photo import Adam
 from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import InputError
-from idface.labels import NUM_CLASSES
+from idface.metrics import psnr, ssim_luma, ssim_luma_torch
+from idface.tensors import onehot, to_uint8
 
 
 @dataclass
@@ -92,11 +92,6 @@ def verify_frame(image: np.ndarray, recognizers: list, references: dict[str, Ref
     return out
 
 
-def _onehot(label_map: np.ndarray) -> torch.Tensor:
-    index = torch.from_numpy(label_map.astype(np.int64))
-    return F.one_hot(index, NUM_CLASSES).permute(2, 0, 1).float()[None]   # [1, K, H, W]
-
-
 class GeneratorAttack:
     """Swap and token optimisation on an IdFacePipeline for one prepared source face."""
 
@@ -151,7 +146,7 @@ class GeneratorAttack:
         class_list = sorted(set(int(k) for k in classes))
         code_delta = torch.zeros(1, len(class_list), codes0.shape[-1], requires_grad=True)
         opt_token, opt_codes = Adam(token, lr=s.lr), Adam(code_delta, lr=s.lr)
-        onehot = _onehot(self.label_map)
+        mask = onehot(self.label_map)                                         # [1, K, S, S]
         refs_t = {
             rec.name: (torch.from_numpy(np.asarray(references[rec.name].source, np.float32))[None],
                        None if references[rec.name].target is None else
@@ -167,11 +162,8 @@ class GeneratorAttack:
             return codes
 
         def render() -> torch.Tensor:
-            image = model.generator(onehot, model.context(codes_now(), token))    # [1, 3, S, S] in [-1, 1]
+            image = model.generator(mask, model.context(codes_now(), token))    # [1, 3, S, S] in [-1, 1]
             return (image.float() + 1) / 2
-
-        def to_uint8(x: torch.Tensor) -> np.ndarray:
-            return (x[0].detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
         def budget_ok(img: np.ndarray) -> bool:
             return psnr(base_image, img) >= s.min_psnr and ssim_luma(base_image, img) >= s.min_ssim

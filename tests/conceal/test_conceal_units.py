@@ -12,6 +12,7 @@ from idface.conceal.api import distortion
 from idface.errors import InputError
 from idface.images import load_image
 from idface.labels import CLASS_INDEX
+from idface.tensors import to_uint8
 
 from conceal_reference import reference_psnr, reference_recompress, reference_ssim
 
@@ -24,7 +25,7 @@ def crop(faces_dir) -> np.ndarray:
 @pytest.mark.parametrize("quality", [60, 75, 95])
 def test_jpeg_model_is_close_to_libjpeg(crop, quality):
     x = torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255
-    approx = transforms.to_uint8(transforms.jpeg_approx(x, quality)[0])
+    approx = to_uint8(transforms.jpeg_approx(x, quality)[0])
     real = transforms.real_jpeg(crop, quality)
     # the model is much closer to libjpeg than libjpeg is to the input
     assert reference_psnr(approx, real) > 40
@@ -34,7 +35,7 @@ def test_jpeg_model_is_close_to_libjpeg(crop, quality):
 def test_straight_through_jpeg_is_real_forward_with_gradient(crop):
     x = (torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255).requires_grad_(True)
     y = transforms.jpeg_straight_through(x, 75)
-    assert np.array_equal(transforms.to_uint8(y[0]), transforms.real_jpeg(crop, 75))
+    assert np.array_equal(to_uint8(y[0]), transforms.real_jpeg(crop, 75))
     y.sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
