@@ -237,12 +237,14 @@ class Engine:
     # ---- scores ----
     def score_faces(self, style: PreparedFace | None, identity: PreparedFace | None,
                     generated: np.ndarray | None = None) -> dict:
-        """Per recognizer: similarity of the generated face to the style face and to the identity
-        face, the style-vs-identity reference, the threshold and the verdicts."""
+        """Per recognizer: the generated face's score against the style face and the identity face
+        (`similarity_to_style` or `distance_to_style`, as `higher_is_more_similar` says), the
+        style-vs-identity reference, the threshold and the verdicts."""
         recognizers = self.recognizers()
         gen_emb = self._embed_frames([generated]) if generated is not None else {}
         result: dict[str, dict] = {}
         for name, rec in recognizers.items():
+            kind = rec.score_kind  # keys say what they hold: distance_to_style (dlib) or similarity_to_style
             entry: dict[str, Any] = {
                 "threshold": float(rec.threshold),
                 "threshold_source": str(getattr(rec, "threshold_source", "") or ""),
@@ -253,7 +255,7 @@ class Engine:
                 for key, face in (("style", style), ("identity", identity)):
                     if face is not None:
                         s = float(rec.score(g, face.embeddings[name]))
-                        entry[f"similarity_to_{key}"] = s
+                        entry[f"{kind}_to_{key}"] = s
                         entry[f"same_as_{key}"] = bool(rec.is_same(s))
             if style is not None and identity is not None:
                 s = float(rec.score(style.embeddings[name], identity.embeddings[name]))

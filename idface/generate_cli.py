@@ -46,11 +46,13 @@ def report(gen, checkpoint: str, out: Path) -> dict:
 
 
 def format_text(rep: dict) -> str:
+    from idface.identity.base import score_kind
+
     lines = [f"wrote {rep['out']} (synthetic; checkpoint {rep['checkpoint']}; {rep['seconds']:.2f} s)"]
     for name, e in rep["recognizers"].items():
-        kind = "similarity" if e["higher_is_more_similar"] else "distance"
+        kind = score_kind(e["higher_is_more_similar"])
         lines.append(
-            f"{name}: {kind} to style {e['similarity_to_style']:.3f}, to identity {e['similarity_to_identity']:.3f} "
+            f"{name}: {kind} to style {e[kind + '_to_style']:.3f}, to identity {e[kind + '_to_identity']:.3f} "
             f"(threshold {e['threshold']:.3g}) -> {e['verdict']}"
         )
     for name, reason in rep["unavailable"].items():

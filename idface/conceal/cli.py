@@ -72,14 +72,14 @@ def format_text(rep: dict, out: Path) -> str:
     lp = rep["lpips"] if isinstance(rep["lpips"], str) else f"{rep['lpips']:.4f}"
     lines.append(f"distortion vs unattacked: PSNR {psnr}, SSIM (luma) {rep['ssim_luma']:.4f}, LPIPS {lp}")
     for name, e in rep["recognizers"].items():
-        kind = "similarity" if e["higher_is_more_similar"] else "distance"
+        kind = score_kind(e["higher_is_more_similar"])
         tag = "attacked" if e["attacked"] else "not attacked (transfer)"
 
         def words(v: dict) -> str:
             if v.get("error"):
                 return f"no verdict ({v['error']})"
-            tgt = "" if v.get("similarity_to_target") is None else f", to B {v['similarity_to_target']:.3f}"
-            return f"{kind} to A {v['similarity_to_source']:.3f}{tgt} -> {'goal reached' if v['success'] else 'goal not reached'}"
+            tgt = "" if v.get(f"{kind}_to_target") is None else f", to B {v[kind + '_to_target']:.3f}"
+            return f"{kind} to A {v[kind + '_to_source']:.3f}{tgt} -> {'goal reached' if v['success'] else 'goal not reached'}"
 
         lines.append(f"{name} [{tag}, same person {'above' if e['higher_is_more_similar'] else 'below'} {e['threshold']:.3g}]")
         lines.append(f"  raw:          {words(e)}")

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from idface.errors import IdfaceError
+from idface.identity.base import score_kind
 from idface.ui.bars import CSS as BARS_CSS
-from idface.ui.bars import IDENTITY_COLOR, REFERENCE_COLOR, STYLE_COLOR, _row
+from idface.ui.bars import IDENTITY_COLOR, REFERENCE_COLOR, STYLE_COLOR, bar_row
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def conceal_bars_html(report: dict | None) -> str:
     for name, e in report["recognizers"].items():
         rule = "above" if e["higher_is_more_similar"] else "below"
         kind = "cosine similarity" if e["higher_is_more_similar"] else "Euclidean distance"
+        key = score_kind(e["higher_is_more_similar"])  # distance_to_source / similarity_to_source
         tag = "attacked" if e["attacked"] else "not attacked (transfer)"
         parts.append('<div class="idbar-card">')
         parts.append(
@@ -76,13 +78,13 @@ def conceal_bars_html(report: dict | None) -> str:
         for label, block in (("As produced", e), ("After re-compression", e["recompressed"])):
             parts.append(f'<div class="idbar-verdict">{label}: {html.escape(_verdict_words(goal, block))}</div>')
             if not block.get("error"):
-                parts.append(_row("result vs A (your photo)", block.get("similarity_to_source"), e, STYLE_COLOR))
-                if block.get("similarity_to_target") is not None:
-                    parts.append(_row("result vs B (target)", block.get("similarity_to_target"), e, IDENTITY_COLOR))
+                parts.append(bar_row("result vs A (your photo)", block.get(f"{key}_to_source"), e, STYLE_COLOR))
+                if block.get(f"{key}_to_target") is not None:
+                    parts.append(bar_row("result vs B (target)", block.get(f"{key}_to_target"), e, IDENTITY_COLOR))
         before = e.get("unattacked", {})
-        if before.get("similarity_to_target") is not None:
+        if before.get(f"{key}_to_target") is not None:
             parts.append('<div class="idbar-ref">')
-            parts.append(_row("before the attack: vs B", before["similarity_to_target"], e, REFERENCE_COLOR))
+            parts.append(bar_row("before the attack: vs B", before[f"{key}_to_target"], e, REFERENCE_COLOR))
             parts.append("</div>")
         parts.append("</div>")
     for name, reason in report.get("unavailable", {}).items():

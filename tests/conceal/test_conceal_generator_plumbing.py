@@ -40,9 +40,9 @@ def check_numbers(judge, result, frames):
     entry = rep["recognizers"]["dlib-resnet"]
     d_out = dlib_descriptor_of_frame(judge, result.image)
     d_a, d_b = (dlib_descriptor_of_frame(judge, f) for f in frames)
-    assert entry["similarity_to_source"] == pytest.approx(np.linalg.norm(d_out - d_a), abs=0.03)
-    assert entry["similarity_to_target"] == pytest.approx(np.linalg.norm(d_out - d_b), abs=0.03)
-    assert entry["same_as_target"] == bool(entry["similarity_to_target"] < 0.6)
+    assert entry["distance_to_source"] == pytest.approx(np.linalg.norm(d_out - d_a), abs=0.03)
+    assert entry["distance_to_target"] == pytest.approx(np.linalg.norm(d_out - d_b), abs=0.03)
+    assert entry["same_as_target"] == bool(entry["distance_to_target"] < 0.6)
     expected_psnr = psnr(result.original, result.image)
     assert (rep["psnr"] is None and np.isinf(expected_psnr)) or rep["psnr"] == pytest.approx(expected_psnr, abs=1e-3)
 

@@ -55,7 +55,7 @@ def test_photo_attack_through_the_panel(faces_dir):
 def test_bars_show_errors_and_unavailable_recognizers():
     rep = {"goal": "dodge", "recognizers": {"dlib-resnet": {
         "attacked": True, "higher_is_more_similar": False, "threshold": 0.6,
-        "similarity_to_source": 0.7, "similarity_to_target": None, "success": True,
+        "distance_to_source": 0.7, "distance_to_target": None, "success": True,
         "recompressed": {"error": "no face found", "success": False}, "unattacked": {}}},
         "unavailable": {"arcface": "weights missing"}}
     out = conceal_bars_html(rep)

@@ -59,5 +59,5 @@ def test_generate_api_reconstructs_a_training_photo_as_the_same_person(demo_app)
         assert img.size == (engine.image_size,) * 2
     dlib = scores["recognizers"]["dlib-resnet"]
     assert dlib["same_as_style"] is True, dlib
-    assert dlib["similarity_to_style"] < dlib["threshold"]
+    assert dlib["distance_to_style"] < dlib["threshold"]
     assert dlib["verdict"] == "matches both faces"

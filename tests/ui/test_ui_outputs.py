@@ -51,7 +51,7 @@ def test_verdict_words():
 def test_bars_show_every_recognizer_threshold_and_unavailable_ones():
     scores = {
         "recognizers": {
-            "dlib-resnet": _entry(similarity_to_style=0.8, similarity_to_identity=0.4, same_as_style=False,
+            "dlib-resnet": _entry(distance_to_style=0.8, distance_to_identity=0.4, same_as_style=False,
                                   same_as_identity=True, style_vs_identity=0.84, style_same_as_identity=False),
             "cosine-model": {"threshold": 0.3, "higher_is_more_similar": True, "style_vs_identity": 0.1,
                              "style_same_as_identity": False},
