@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "IdFaceModel": "idface.model",
     "IdFacePipeline": "idface.pipeline",
     "conceal": "idface.conceal",
+    "PhotoAttackSettings": "idface.conceal",
+    "TokenAttackSettings": "idface.conceal",
     "Engine": "idface.engine",
     "generate_from_photos": "idface.engine",
     "save_synthetic_png": "idface.outputs",
@@ -53,7 +55,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for editors and type checkers
-    from idface.conceal import conceal  # noqa: F401
+    from idface.conceal import PhotoAttackSettings, TokenAttackSettings, conceal  # noqa: F401
     from idface.engine import Engine, generate_from_photos  # noqa: F401
     from idface.errors import IdfaceError, InputError, NoFaceError, UnavailableError, WeightsNotFoundError  # noqa: F401
     from idface.faces import prepare_face  # noqa: F401

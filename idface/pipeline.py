@@ -142,7 +142,7 @@ class IdFacePipeline:
     def image_size(self) -> int:
         return self.config.image_size
 
-    def _prepare_label_map(self, label_map: np.ndarray) -> np.ndarray:
+    def prepare_label_map(self, label_map: np.ndarray) -> np.ndarray:
         lm = validate_label_map(label_map)
         size = self.image_size
         if lm.shape != (size, size):
@@ -176,7 +176,7 @@ class IdFacePipeline:
 
         def make() -> StyleCodes:
             img = self._prepare_image(image, lm_in.shape)
-            lm = self._prepare_label_map(lm_in)
+            lm = self.prepare_label_map(lm_in)
             x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float()[None] / 127.5 - 1.0
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
@@ -269,7 +269,7 @@ class IdFacePipeline:
         taking their code from another source, and the identity token of `identity_embedding`."""
         if style is None:
             raise InputError("a style is needed: pass style=(aligned image, label map) or style codes")
-        lm = self._prepare_label_map(label_map)
+        lm = self.prepare_label_map(label_map)
         with self._lock:
             codes = self._mix(self._style_from(style, "style"), class_sources)
             token, token_key = self.identity_token(identity_embedding)

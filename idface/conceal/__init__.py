@@ -11,5 +11,7 @@ re-compression), regions (parser classes -> pixel masks), score
 token optimisation), api (`conceal`, the report), cli (`python -m idface conceal`), ui (the app panel).
 """
 
-from idface.conceal.api import GENERATOR_MODES, MODES, ConcealResult, conceal, select_recognizers  # noqa: F401
+from idface.conceal.api import GENERATOR_MODES, MODES, ConcealResult, conceal, mode_settings, select_recognizers  # noqa: F401
+from idface.conceal.generator_modes import TokenAttackSettings  # noqa: F401
+from idface.conceal.photo import PhotoAttackSettings  # noqa: F401
 from idface.conceal.goals import DODGE, GOALS, IMPERSONATE  # noqa: F401

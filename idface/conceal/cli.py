@@ -92,16 +92,12 @@ def format_text(rep: dict, out: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from idface.conceal.api import conceal
+    from idface.conceal.api import conceal, mode_settings
     from idface.outputs import check_png_out, save_synthetic_png
 
     out = check_png_out(args.out)
-    settings = settings_from_args(args)
-    if args.mode == "photo":
-        from idface.conceal.photo import PhotoAttackSettings as Defaults
-    else:
-        from idface.conceal.generator_modes import TokenAttackSettings as Defaults
-    total = None if args.mode == "swap" else settings.get("steps", Defaults.steps)
+    settings = mode_settings(args.mode, settings_from_args(args))
+    total = None if args.mode == "swap" else settings.steps
     bar = tqdm(total=total, desc=f"conceal ({args.mode})", unit="step", file=sys.stderr,
                disable=None, leave=False)
 

@@ -27,6 +27,11 @@ GOALS = (IMPERSONATE, DODGE)
 DEFAULT_MARGIN = {"euclidean": 0.03, "cosine": 0.03}
 
 
+def wanted_margin(recognizer, margin: float | None = None) -> float:
+    """The margin past the threshold asked of a recognizer: `margin`, else DEFAULT_MARGIN for its metric."""
+    return DEFAULT_MARGIN[recognizer.metric] if margin is None else float(margin)
+
+
 def check_goal(goal: str, has_target: bool) -> str:
     goal = (goal or "").strip().lower()
     if goal not in GOALS:

@@ -113,3 +113,38 @@ def test_recognizer_selection_names_what_cannot_be_attacked():
     if status["dlib-resnet"] == "available" and status["arcface"] == "available":
         attacked, transfer, _ = select_recognizers("dlib-resnet")
         assert [r.name for r in attacked] == ["dlib-resnet"] and [r.name for r in transfer] == ["arcface"]
+
+
+def test_settings_are_typed_and_unknown_fields_are_refused():
+    from idface.conceal import PhotoAttackSettings, TokenAttackSettings, mode_settings
+
+    assert mode_settings("photo", {"min_psnr": 35.0}) == PhotoAttackSettings(min_psnr=35.0)
+    assert isinstance(mode_settings("swap"), TokenAttackSettings)
+    typed = TokenAttackSettings(steps=3)
+    assert mode_settings("token", typed) is typed
+    with pytest.raises(InputError, match="max_chnage"):
+        mode_settings("photo", {"max_chnage": 3})
+    with pytest.raises(InputError, match="PhotoAttackSettings"):
+        mode_settings("photo", typed)
+
+
+def _verdicts(margin: float) -> dict:
+    v = {"success": margin > 0, "success_with_margin": margin >= 0.03, "goal_margin": margin}
+    return {"rec": {"raw": dict(v), "recompressed": dict(v)}}
+
+
+def test_the_shared_search_keeps_the_best_verified_state_and_stops_at_the_goal():
+    from idface.conceal.search import search
+
+    margins = iter([-0.2, -0.1, 0.01, 0.05, 0.9])
+    images = [np.full((2, 2, 3), i, np.uint8) for i in range(5)]
+    shown = iter(images)
+    out = search(start_image=np.zeros((2, 2, 3), np.uint8), start_verified=_verdicts(-0.5), steps=10,
+                 max_seconds=None, robust=True, step=lambda i: ({"step": i}, True),
+                 candidate=lambda: next(shown), verify=lambda image: _verdicts(next(margins)))
+    assert out.stopped == "goal reached" and out.steps == 4 and out.image[0, 0, 0] == 3
+    assert [r["step"] for r in out.history] == [1, 2, 3, 4]
+    # over budget (no candidate): nothing verified, the best stays the start, the step limit ends it
+    out = search(start_image=images[0], start_verified=_verdicts(-0.5), steps=3, max_seconds=None, robust=True,
+                 step=lambda i: ({"step": i}, True), candidate=lambda: None, verify=lambda image: 1 / 0)
+    assert out.stopped == "step limit" and out.image is images[0] and all(r["over_budget"] for r in out.history)
