@@ -137,8 +137,3 @@ def flip_label_map(label_map: np.ndarray) -> np.ndarray:
     """Mirror a label map left-right, swapping left/right classes."""
     lm = validate_label_map(label_map)
     return FLIP_PERMUTATION.astype(np.uint8)[lm[:, ::-1]]
-
-
-def present_classes(label_map: np.ndarray) -> list[int]:
-    """Sorted class indices that occur in the map."""
-    return [int(v) for v in np.unique(validate_label_map(label_map))]

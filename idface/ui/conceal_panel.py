@@ -46,10 +46,6 @@ MODE_CHOICES = [("Photo: perturb the photo itself (no generator)", "photo"),
 GOAL_CHOICES = [("Impersonate: recognizers read B", "impersonate"), ("Dodge: recognizers no longer read A", "dodge")]
 
 
-def _kind(entry: dict) -> str:
-    return "similarity" if entry["higher_is_more_similar"] else "distance"
-
-
 def _verdict_words(goal: str, block: dict) -> str:
     if block.get("error"):
         return f"no verdict ({block['error']})"
