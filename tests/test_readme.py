@@ -9,12 +9,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from idface.testing import free_port
+from idface.testing import app_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
@@ -59,27 +58,5 @@ def test_library_block_runs(index, outside):
 @pytest.mark.slow
 def test_api_block_runs_against_the_app(outside):
     (block,) = [b for b in BLOCKS if "Client(" in b]
-    port = free_port()
-    server = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=outside,
-                              env=dict(_env(), GRADIO_SERVER_PORT=str(port)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        import httpx
-
-        deadline = time.time() + 300
-        while True:
-            assert server.poll() is None, server.stderr.read()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/gradio_api/info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "the app did not answer within 300 s"
-            time.sleep(0.5)
-        run_block(block.replace(APP_URL, f"http://127.0.0.1:{port}"), outside)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with app_process(_env(), cwd=outside) as (url, _):
+        run_block(block.replace(APP_URL, url.rstrip("/")), outside)
