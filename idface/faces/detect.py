@@ -16,8 +16,6 @@ back to the photo's own pixels. Faces smaller than MIN_FACE_SIZE pixels are refu
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
