@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,10 +25,10 @@ from idface.errors import IdfaceError, InputError, UnavailableError, WeightsNotF
 from idface.images import load_image, load_mask
 from idface.labels import CLASS_NAMES, DISPLAY_NAMES, IDENTITY_TOKEN, NUM_CLASSES, validate_label_map
 from idface.tensors import image_tensor
+from idface.weights import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # The editor and the display work in the faces package's generator frame (256 x 256).
 FRAME_SIZE = 256
 IDENTITY_SOURCES = ("identity", "style", "none")
