@@ -1,5 +1,5 @@
 """idface demo: paint a face mask, pick a style face and an identity face, see the generated face
-beside them with live identity bars. Layout and wiring only; the logic lives in idface.ui.
+beside them with live identity bars. Layout and wiring only; the logic lives in idface.ui (handlers) and idface.engine (the service).
 
 Run: `make run` (or `python app.py`); port from GRADIO_SERVER_PORT or PORT (default 7860).
 """
@@ -12,11 +12,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from idface.engine import Engine, display_token_names  # noqa: E402
 from idface.labels import CLASS_NAMES, DISPLAY_NAMES  # noqa: E402
 from idface.ui.bars import IDENTITY_COLOR, STYLE_COLOR, identity_bars_html  # noqa: E402
 from idface.ui.canvas import mask_editor  # noqa: E402
 from idface.ui.conceal_panel import conceal_tab  # noqa: E402
-from idface.ui.engine import Engine, display_token_names  # noqa: E402
 from idface.ui.photo_input import photo_input  # noqa: E402
 from idface.ui.sessions import (  # noqa: E402
     SESSION_TTL_S, AppFolderSweeper, GuardedBlocks, app_folder, claim_app_folder, delete_cache_schedule,

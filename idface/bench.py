@@ -40,8 +40,9 @@ from typing import Callable
 
 import torch
 
-from idface.labels import CLASS_INDEX, NUM_CLASSES
+from idface.labels import CLASS_INDEX
 from idface.model import ContextKV, IdFaceModel, get_config
+from idface.tensors import onehot
 
 MODES = ("fp32", "bf16-autocast", "bf16", "fp32-folded", "bf16-folded")
 FOLDED = ("fp32-folded", "bf16-folded")
@@ -121,7 +122,7 @@ def example_inputs(config, seed: int = 0):
     lm[s // 2: s // 2 + s // 16, s * 5 // 16: s * 7 // 16] = CLASS_INDEX["l_eye"]
     lm[s // 2: s // 2 + s // 16, s * 9 // 16: s * 11 // 16] = CLASS_INDEX["r_eye"]
     lm[s * 11 // 16: s * 3 // 4, s * 3 // 8: s * 5 // 8] = CLASS_INDEX["mouth"]
-    mask = torch.nn.functional.one_hot(lm, NUM_CLASSES).permute(2, 0, 1).float()[None]
+    mask = onehot(lm)  # [1, K, S, S]
     image = torch.rand(1, 3, s, s, generator=g) * 2 - 1
     embedding = torch.randn(1, config.identity_dim, generator=g)
     return mask.contiguous(memory_format=torch.channels_last), image, embedding

@@ -4,7 +4,7 @@
         [--checkpoint DIR_OR_REPO] [--identity-token identity|style|none] \
         [--from-identity hair,skin] [--json]
 
-Same function as the app's API (idface.ui.engine.generate_from_photos): unaligned photos are
+Same function as the app's API (idface.engine.generate_from_photos): unaligned photos are
 detected, aligned and parsed; the mask (index or colour PNG) is resized to the generator frame.
 Prints, per available recognizer, the similarity of the generated face to the style face and to the
 identity face with the threshold and the verdicts (as JSON with --json). OUT.png is marked synthetic
@@ -46,11 +46,13 @@ def report(gen, checkpoint: str, out: Path) -> dict:
 
 
 def format_text(rep: dict) -> str:
+    from idface.identity.base import score_kind
+
     lines = [f"wrote {rep['out']} (synthetic; checkpoint {rep['checkpoint']}; {rep['seconds']:.2f} s)"]
     for name, e in rep["recognizers"].items():
-        kind = "similarity" if e["higher_is_more_similar"] else "distance"
+        kind = score_kind(e["higher_is_more_similar"])
         lines.append(
-            f"{name}: {kind} to style {e['similarity_to_style']:.3f}, to identity {e['similarity_to_identity']:.3f} "
+            f"{name}: {kind} to style {e[kind + '_to_style']:.3f}, to identity {e[kind + '_to_identity']:.3f} "
             f"(threshold {e['threshold']:.3g}) -> {e['verdict']}"
         )
     for name, reason in rep["unavailable"].items():
@@ -59,8 +61,8 @@ def format_text(rep: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from idface.ui.engine import Engine, generate_from_photos
-    from idface.ui.outputs import check_png_out, save_synthetic_png
+    from idface.engine import Engine, generate_from_photos
+    from idface.outputs import check_png_out, save_synthetic_png
 
     out = check_png_out(args.out)
     engine = Engine(checkpoint=args.checkpoint)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from idface.errors import WeightsNotFoundError
+from idface.weights import WEIGHTS_DIR
 
 ENV_CHECKPOINT = "IDFACE_CHECKPOINT"
 ENV_REVISION = "IDFACE_REVISION"
@@ -30,7 +31,6 @@ ENV_REVISION = "IDFACE_REVISION"
 # picks up new weights pushed to a branch. Default: on inside a Hugging Face Space (SPACE_ID is
 # set there), off elsewhere; IDFACE_REQUIRE_PINNED=0/1 overrides.
 ENV_REQUIRE_PINNED = "IDFACE_REQUIRE_PINNED"
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 BUNDLED_CHECKPOINTS: tuple[str, ...] = ("idface-demo",)   # folders under weights/, first wins
 # What a person must know about each bundled checkpoint, shown wherever the checkpoint is named.
 BUNDLED_NOTES: dict[str, str] = {

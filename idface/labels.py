@@ -18,6 +18,9 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASS_NAMES)  # 19
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
+# The generator's context tokens (and attention-map names): one per class, then the identity token.
+IDENTITY_TOKEN = "identity"
+TOKEN_NAMES: tuple[str, ...] = CLASS_NAMES + (IDENTITY_TOKEN,)  # [20]
 
 # Human-readable names for legends and pickers (same order).
 DISPLAY_NAMES: tuple[str, ...] = (
@@ -134,8 +137,3 @@ def flip_label_map(label_map: np.ndarray) -> np.ndarray:
     """Mirror a label map left-right, swapping left/right classes."""
     lm = validate_label_map(label_map)
     return FLIP_PERMUTATION.astype(np.uint8)[lm[:, ::-1]]
-
-
-def present_classes(label_map: np.ndarray) -> list[int]:
-    """Sorted class indices that occur in the map."""
-    return [int(v) for v in np.unique(validate_label_map(label_map))]

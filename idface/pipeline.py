@@ -31,11 +31,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from idface.errors import InputError
-from idface.labels import CLASS_NAMES, NUM_CLASSES, class_index, validate_label_map
+from idface.labels import CLASS_NAMES, IDENTITY_TOKEN, NUM_CLASSES, TOKEN_NAMES, class_index, validate_label_map  # noqa: F401
 from idface.model import IdFaceModel
+from idface.tensors import onehot
 
-IDENTITY_TOKEN = "identity"
-TOKEN_NAMES: tuple[str, ...] = CLASS_NAMES + (IDENTITY_TOKEN,)  # context order: 19 classes, identity
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -143,7 +142,7 @@ class IdFacePipeline:
     def image_size(self) -> int:
         return self.config.image_size
 
-    def _prepare_label_map(self, label_map: np.ndarray) -> np.ndarray:
+    def prepare_label_map(self, label_map: np.ndarray) -> np.ndarray:
         lm = validate_label_map(label_map)
         size = self.image_size
         if lm.shape != (size, size):
@@ -167,9 +166,7 @@ class IdFacePipeline:
         return img
 
     def _onehot(self, lm: np.ndarray) -> torch.Tensor:
-        index = torch.from_numpy(lm.astype(np.int64))
-        onehot = F.one_hot(index, NUM_CLASSES).permute(2, 0, 1).float()[None]   # [1, K, H, W]
-        return onehot.contiguous(memory_format=torch.channels_last)
+        return onehot(lm).contiguous(memory_format=torch.channels_last)   # [1, K, H, W]
 
     # ---- cached stages ----
     def encode_style(self, image: np.ndarray, label_map: np.ndarray) -> StyleCodes:
@@ -179,7 +176,7 @@ class IdFacePipeline:
 
         def make() -> StyleCodes:
             img = self._prepare_image(image, lm_in.shape)
-            lm = self._prepare_label_map(lm_in)
+            lm = self.prepare_label_map(lm_in)
             x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float()[None] / 127.5 - 1.0
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
@@ -272,7 +269,7 @@ class IdFacePipeline:
         taking their code from another source, and the identity token of `identity_embedding`."""
         if style is None:
             raise InputError("a style is needed: pass style=(aligned image, label map) or style codes")
-        lm = self._prepare_label_map(label_map)
+        lm = self.prepare_label_map(label_map)
         with self._lock:
             codes = self._mix(self._style_from(style, "style"), class_sources)
             token, token_key = self.identity_token(identity_embedding)

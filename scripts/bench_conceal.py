@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 PHOTOS = {  # file -> person
     "astronaut.png": "collins", "grace_hopper.jpg": "hopper", "obama.jpg": "obama",
@@ -38,7 +37,9 @@ class DlibJudge:
     def __init__(self):
         import dlib
 
-        from idface.identity.dlib_resnet import RESNET_FILE, dlib_model_path
+        from idface.identity.dlib_resnet import RESNET_FILE
+
+        from idface.weights import dlib_model_path
 
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
@@ -111,7 +112,7 @@ def main() -> int:
         small = recompress_pillow(out)
         rec = {"goal": goal, "a": a, "b": b, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                "steps": rep["steps"], "stopped": rep["stopped"], "psnr": rep["psnr"], "psnr_region": rep["psnr_region"],
-               "ssim": rep["ssim"], "port_success": rep["success"],
+               "ssim_luma": rep["ssim_luma"], "port_success": rep["success"],
                "port_success_recompressed": rep["success_after_recompression"]}
         if goal == "impersonate":
             d_raw, d_rc = distance(judge, out, desc[b]), distance(judge, small, desc[b])
@@ -140,7 +141,7 @@ def main() -> int:
             "success_after_jpeg75_half": f"{sum(r['success_recompressed'] for r in rs)}/{len(rs)}",
             "psnr_min": min(r["psnr"] for r in rs), "psnr_median": statistics.median(r["psnr"] for r in rs),
             "psnr_region_median": statistics.median(r["psnr_region"] for r in rs),
-            "ssim_min": min(r["ssim"] for r in rs),
+            "ssim_luma_min": min(r["ssim_luma"] for r in rs),
             "steps_median": statistics.median(r["steps"] for r in rs),
             "wall_s_median": statistics.median(r["wall_s"] for r in rs), "wall_s_max": max(r["wall_s"] for r in rs),
             "cpu_s_median": statistics.median(r["cpu_s"] for r in rs),

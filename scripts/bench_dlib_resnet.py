@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 PHOTOS = ["astronaut.png", "grace_hopper.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
 
@@ -70,13 +68,14 @@ def main() -> int:
 
     thread_counts = [int(t) for t in args.threads.split(",")]
     torch.set_num_threads(thread_counts[0])
+    from idface import weights
     from idface.identity import dlib_resnet as dr
 
     print(f"torch {torch.__version__}, {os.cpu_count()} cpus, "
           f"load average {os.getloadavg()[0]:.2f} (cores may be shared with other jobs)")
 
     # ---- conversion and cache
-    dat = dr.dlib_model_path(dr.RESNET_FILE)
+    dat = weights.dlib_model_path(dr.RESNET_FILE)
     start = time.perf_counter()
     net = dr.read_dlib_dat(dat)
     parse_ms = (time.perf_counter() - start) * 1000
@@ -98,7 +97,7 @@ def main() -> int:
     import dlib
 
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(dr.dlib_model_path("shape_predictor_5_face_landmarks.dat")))
+    predictor = dlib.shape_predictor(str(weights.dlib_model_path("shape_predictor_5_face_landmarks.dat")))
     recognizer = dlib.face_recognition_model_v1(str(dat))
     chips = []
     for name in PHOTOS:

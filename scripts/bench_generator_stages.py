@@ -18,14 +18,11 @@ import argparse
 import copy
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from idface.bench import build_model, example_inputs, matmul_peak, median_seconds  # noqa: E402
 from idface.model.folding import run_folded  # noqa: E402

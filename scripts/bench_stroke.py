@@ -22,7 +22,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "ui")]
 
 
 def timed(obj, name: str, bucket: list[float]) -> None:
@@ -45,17 +44,15 @@ def main() -> int:
     args = parser.parse_args()
 
     import app
+    from idface.engine import Engine
     from idface.errors import WeightsNotFoundError
-    from idface.ui.engine import Engine
-    from ui_browser import chromium_page, outputs_after, paint_stroke, select_class, wait_ready
-    from conftest import free_port
+    from idface.testing import free_port, make_plumbing_checkpoint
+    from idface.testing.browser import chromium_page, outputs_after, paint_stroke, select_class, wait_ready
 
     checkpoint = args.checkpoint
     if checkpoint is None:
         engine = Engine()
         if not engine.generator_ready:
-            from conftest import make_plumbing_checkpoint
-
             checkpoint = tempfile.mkdtemp(prefix="idface-plumbing-")
             make_plumbing_checkpoint(checkpoint)
             print(f"no checkpoint found: using a tiny plumbing checkpoint (random weights) in {checkpoint}")

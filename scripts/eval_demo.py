@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -26,9 +25,10 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from idface.labels import CLASS_INDEX as C, index_to_color  # noqa: E402
+from idface.metrics import psnr  # noqa: E402
+from idface.tensors import image_tensor  # noqa: E402
 
 TRAIN_DIR = REPO / "assets" / "train"
 NAMES = ("astronaut", "grace_hopper", "obama", "obama2", "obama3", "biden")
@@ -62,15 +62,6 @@ def resize_labels(label: np.ndarray, size: int) -> np.ndarray:
     if label.shape[0] == size:
         return label
     return np.asarray(Image.fromarray(label).resize((size, size), Image.Resampling.NEAREST))
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 255.0
-
-
-def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
 
 
 # ---- mask edits --------------------------------------------------------------------------------
@@ -138,7 +129,7 @@ class DemoEvaluator:
     def embed(self, image: np.ndarray) -> np.ndarray:
         """Recognizer embedding of an aligned generator-frame image (any size)."""
         with torch.no_grad():
-            return self.recognizer.embed_frame(to_tensor(image))[0].float().numpy()
+            return self.recognizer.embed_frame(image_tensor(image))[0].float().numpy()
 
     def photo_embedding(self, name: str) -> np.ndarray:
         """Identity of a training photo: the recognizer on its aligned frame at the model's
@@ -165,7 +156,7 @@ class DemoEvaluator:
                   for o in NAMES if PERSON[o] != PERSON[name]]
         best_other = max(others) if self.recognizer.higher_is_more_similar else min(others)
         nearest_is_right = score > best_other if self.recognizer.higher_is_more_similar else score < best_other
-        return {"name": name, "psnr_db": psnr_db(fake, real), "identity_score": score,
+        return {"name": name, "psnr_db": psnr(fake, real), "identity_score": score,
                 "same_person": bool(self.recognizer.is_same(score)),
                 "nearest_other_person_score": best_other, "nearest_is_right_person": bool(nearest_is_right),
                 "image": fake, "real": real}

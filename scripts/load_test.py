@@ -27,21 +27,17 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 FACES = sorted(p for p in (ROOT / "assets" / "faces").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 MASKS = sorted(p for p in (ROOT / "assets" / "masks").glob("*.png") if not p.stem.endswith("_color"))
@@ -58,7 +54,7 @@ def serve(port: int, checkpoint: str | None, stats_file: str | None = None) -> N
     import gc
 
     import app
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     def collect(*_):
         gc.collect()
@@ -81,28 +77,6 @@ def serve(port: int, checkpoint: str | None, stats_file: str | None = None) -> N
     engine = Engine(checkpoint=checkpoint, strict=False)
     demo = app.build_demo(engine)
     demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH_KWARGS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_plumbing_checkpoint(folder: Path, preset: str = "tiny") -> None:
-    """Random weights of a preset (as tests/ui): every step runs at that preset's cost, the images
-    are not faces."""
-    import torch
-
-    from idface.model import IdFaceModel
-
-    torch.manual_seed(0)
-    model = IdFaceModel(preset)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim > 1 and not p.any():
-                p.normal_(0.0, 0.2)
-    model.save_pretrained(folder)
 
 
 def launch_server(checkpoint: str | None, env_extra: dict[str, str], stats_file: str) -> tuple[subprocess.Popen, str]:
@@ -198,97 +172,6 @@ class Stats:
     def add(self, rec: Record) -> None:
         with self.lock:
             self.records.append(rec)
-
-
-class BrowserSession:
-    """The page's protocol on one session hash: upload files, run events by fn_index (private
-    events included, as the browser does), read results from the SSE stream."""
-
-    def __init__(self, url: str, timeout: float = 300.0):
-        import httpx
-
-        self.url = url.rstrip("/") + "/"
-        self.session_hash = uuid.uuid4().hex[:11]
-        self.http = httpx.Client(timeout=timeout)
-        self.timeout = timeout
-        self.config = self.http.get(self.url + "config").json()
-        self.components = {c["id"]: c for c in self.config["components"]}
-
-    def open_heartbeat(self) -> None:
-        """Keep the session's heartbeat connection open, as the page does; close() drops it,
-        which the server takes as the visitor leaving (unload)."""
-        import httpx
-
-        self._leaving = threading.Event()
-
-        def beat():
-            try:
-                with httpx.Client(timeout=None) as http, \
-                        http.stream("GET", self.url + f"gradio_api/heartbeat/{self.session_hash}") as stream:
-                    for _ in stream.iter_lines():
-                        if self._leaving.is_set():
-                            break
-            except Exception:
-                pass
-
-        self._heartbeat = threading.Thread(target=beat, daemon=True)
-        self._heartbeat.start()
-
-    def close(self) -> None:
-        if getattr(self, "_heartbeat", None) is not None:
-            self._leaving.set()  # the beat thread hangs up at the next heartbeat line (<= 15 s)
-        self.http.close()
-
-    def component_id(self, elem_id: str) -> int:
-        for cid, comp in self.components.items():
-            if comp.get("props", {}).get("elem_id") == elem_id:
-                return cid
-        raise KeyError(elem_id)
-
-    def fn_index(self, elem_id: str, event: str) -> int:
-        """The first dependency triggered by `event` on the component with `elem_id`."""
-        cid = self.component_id(elem_id)
-        for dep in self.config["dependencies"]:
-            if [cid, event] in [list(t) for t in dep["targets"]]:
-                return dep["id"]
-        raise KeyError(f"{elem_id}.{event}")
-
-    def upload(self, path: Path) -> dict:
-        with open(path, "rb") as fh:
-            r = self.http.post(self.url + "gradio_api/upload", files={"files": (path.name, fh)})
-        r.raise_for_status()
-        server_path = r.json()[0]
-        return {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-
-    def run(self, fn_index: int, data: list) -> tuple[bool, list | str, float | None]:
-        """-> (success, output data or error text, queue wait in s)."""
-        sent = time.perf_counter()
-        r = self.http.post(self.url + "gradio_api/queue/join", json={
-            "data": data, "fn_index": fn_index, "session_hash": self.session_hash,
-            "event_data": None, "trigger_id": None,
-        })
-        if r.status_code != 200:
-            return False, f"HTTP {r.status_code}: {r.text[:200]}", None
-        event_id = r.json()["event_id"]
-        wait = None
-        with self.http.stream("GET", self.url + "gradio_api/queue/data",
-                              params={"session_hash": self.session_hash}) as stream:
-            for line in stream.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                msg = json.loads(line[5:])
-                if msg.get("event_id") not in (None, event_id):
-                    continue
-                if msg.get("msg") == "process_starts" and wait is None:
-                    wait = time.perf_counter() - sent
-                if msg.get("msg") == "process_completed":
-                    out = msg.get("output") or {}
-                    if msg.get("success"):
-                        return True, out.get("data", []), wait
-                    return False, str(out.get("error") or out)[:300], wait
-                if msg.get("msg") == "unexpected_error":
-                    return False, str(msg.get("message"))[:300], wait
-        return False, "stream ended without a result", wait
 
 
 def api_visitor(url: str, deadline: float, rng: random.Random, stats: Stats, workdir: Path, timeout: float):

@@ -33,7 +33,6 @@ transfer and region swaps rely on.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,6 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from idface.faces import prepare_face  # noqa: E402
 from idface.faces.parse import LandmarkParser  # noqa: E402

@@ -10,13 +10,11 @@ Run: .venv/bin/python scripts/make_example_masks.py
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from idface.images import save_label_map  # noqa: E402
 from idface.labels import CLASS_INDEX as C  # noqa: E402
 

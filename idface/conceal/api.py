@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
-from idface.conceal.goals import DEFAULT_MARGIN, DODGE, IMPERSONATE, Reference, check_goal
-from idface.conceal.metrics import distortion, psnr
+from idface.conceal.generator_modes import TokenAttackSettings
+from idface.conceal.goals import DODGE, IMPERSONATE, Reference, check_goal, wanted_margin
+from idface.conceal.photo import PhotoAttackSettings
 from idface.conceal.transforms import describe_recompression
 from idface.errors import InputError, UnavailableError
+from idface.metrics import LPIPSMetric, psnr, ssim_luma
 
 MODES = ("photo", "token", "swap")
 GENERATOR_MODES = ("token", "swap")
@@ -107,6 +110,21 @@ def recognizer_entry(rec, attacked: bool, verified: dict, unattacked: dict) -> d
     return entry
 
 
+def distortion(original: np.ndarray, attacked: np.ndarray) -> dict:
+    """The report's distortion block: psnr, ssim_luma, lpips (or the reason it is unavailable)."""
+    try:
+        to01 = lambda v: torch.from_numpy(np.array(v, np.float32)).permute(2, 0, 1)[None] / 255.0  # noqa: E731
+        lpips, note = round(float(LPIPSMetric()(to01(original), to01(attacked))[0]), 5), None
+    except UnavailableError as err:
+        lpips, note = "unavailable", str(err)
+    return {
+        "psnr": psnr(original, attacked),  # inf when identical
+        "ssim_luma": round(ssim_luma(original, attacked), 5),
+        "lpips": lpips,
+        "lpips_note": note,
+    }
+
+
 def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavailable: dict[str, str],
                  verified: dict, unattacked: dict, original: np.ndarray, image: np.ndarray,
                  seconds: float, extra: dict) -> dict:
@@ -127,7 +145,7 @@ def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavai
                      for r in transfer},
         "unavailable": unavailable,
         "psnr": _finite(dist["psnr"]),
-        "ssim": dist["ssim"],
+        "ssim_luma": dist["ssim_luma"],
         "lpips": dist["lpips"],
         "lpips_note": dist["lpips_note"],
         "seconds": round(seconds, 2),
@@ -144,7 +162,7 @@ def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavai
 
 def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
                 parser: str = "auto") -> ConcealResult:
-    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings, make_targets, verify_photo
+    from idface.conceal.photo import PhotoAttack, make_targets, verify_photo
     from idface.conceal.regions import parse_regions, photo_label_map, region_mask, region_names
     from idface.conceal.score import embed_photo_array
     from idface.faces.detect import detect_faces
@@ -165,11 +183,11 @@ def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, s
     mask = region_mask(label_map, classes)
     if not mask.any():
         raise InputError(f"the parser found none of the regions {', '.join(region_names(classes))} on this face")
-    s = PhotoAttackSettings(**(settings or {}))
+    s = settings
     targets = make_targets(rgb, face, attacked, references)
     transfer_targets = make_targets(rgb, face, transfer, references)
     attack = PhotoAttack(rgb, face, mask, targets, goal, s)
-    margin_of = attack._margin
+    margin_of = attack.margin
     unattacked = verify_photo(rgb, targets + transfer_targets, goal, margin_of)
     result = attack.run(progress, unattacked=unattacked)
     # the attacked recognizers' verdicts on the returned image were just computed by the attack
@@ -188,7 +206,7 @@ def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, s
         "changed_pixels": int(changed.sum()),
         "changed_outside_regions": int((changed & ~mask).sum()),
         "budget": {"min_psnr": s.min_psnr, "min_ssim": s.min_ssim, "max_change": s.max_change},
-        "margin": s.margin if s.margin is not None else {r.name: DEFAULT_MARGIN[r.metric] for r in attacked},
+        "margin": s.margin if s.margin is not None else {r.name: wanted_margin(r) for r in attacked},
         "steps": result.steps,
         "stopped": result.stopped,
     }
@@ -204,7 +222,7 @@ def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, s
 
 def _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
                     pipeline=None, checkpoint: str | None = None) -> ConcealResult:
-    from idface.conceal.generator_modes import GeneratorAttack, TokenAttackSettings, frame_embedding, verify_frame
+    from idface.conceal.generator_modes import GeneratorAttack, frame_embedding, verify_frame
     from idface.conceal.regions import parse_regions, region_names
     from idface.faces import prepare_face
     from idface.identity.registry import get_recognizer, recognizer_status
@@ -228,8 +246,8 @@ def _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unav
                                          None if face_b is None else frame_embedding(rec, face_b.image))
     e_a_token = frame_embedding(token_rec, face_a.image)
     gen = GeneratorAttack(pipeline, face_a.image, face_a.label_map, e_a_token)
-    margin = (settings or {}).get("margin")
-    margin_of = lambda rec: DEFAULT_MARGIN[rec.metric] if margin is None else float(margin)  # noqa: E731
+    margin = settings.margin
+    margin_of = lambda rec: wanted_margin(rec, margin)  # noqa: E731
     classes: tuple[int, ...] = ()
     extra: dict[str, Any] = {
         "checkpoint": pipeline.source.describe() if getattr(pipeline, "source", None) else "in memory",
@@ -243,7 +261,7 @@ def _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unav
         steps, stopped, history = 1, "one pass", []
     else:
         classes = parse_regions(regions) if regions else ()
-        s = TokenAttackSettings(**(settings or {}))
+        s = settings
         result = gen.optimise_token(attacked, references, goal, classes, s, progress)
         unattacked_img, image = result.unattacked, result.image
         steps, stopped, history = result.steps, result.stopped, result.history
@@ -253,7 +271,7 @@ def _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unav
     verified = verify_frame(image, everyone, references, goal, margin_of)
     unattacked = verify_frame(unattacked_img, everyone, references, goal, margin_of)
     extra.update({"steps": steps, "stopped": stopped,
-                  "margin": margin if margin is not None else {r.name: DEFAULT_MARGIN[r.metric] for r in attacked}})
+                  "margin": margin if margin is not None else {r.name: wanted_margin(r) for r in attacked}})
     report = build_report(goal=goal, mode=mode, attacked=attacked, transfer=transfer, unavailable=unavailable,
                           verified=verified, unattacked=unattacked, original=unattacked_img, image=image,
                           seconds=time.perf_counter() - start, extra=extra)
@@ -276,20 +294,38 @@ def load_pipeline(checkpoint: str | None = None):
 # ---------------------------------------------------------------------------------------------
 
 
+def mode_settings(mode: str, settings: PhotoAttackSettings | TokenAttackSettings | dict | None = None):
+    """The typed settings of a mode: PhotoAttackSettings (photo) or TokenAttackSettings (token,
+    swap). A dict gives some of the fields (an unknown field is an InputError)."""
+    cls = PhotoAttackSettings if mode == "photo" else TokenAttackSettings
+    if settings is None:
+        return cls()
+    if isinstance(settings, cls):
+        return settings
+    if isinstance(settings, dict):
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InputError(f"{mode} mode has no setting {', '.join(unknown)} (see {cls.__name__})")
+        return cls(**settings)
+    raise InputError(f"{mode} mode takes {cls.__name__} settings, not {type(settings).__name__}")
+
+
 def conceal(photo, target=None, goal: str = IMPERSONATE, mode: str = "photo", regions=None, attack=None, *,
-            settings: dict | None = None, pipeline=None, checkpoint: str | None = None,
-            progress: Callable[[int, dict], None] | None = None, device: str = "cpu") -> ConcealResult:
+            settings: PhotoAttackSettings | TokenAttackSettings | dict | None = None, pipeline=None,
+            checkpoint: str | None = None, progress: Callable[[int, dict], None] | None = None,
+            device: str = "cpu") -> ConcealResult:
     """Impersonate (recognizers read `target`) or dodge (recognizers no longer read `photo`).
 
     photo, target: paths, bytes, PIL images or RGB arrays. regions: class names / groups
-    (idface.conceal.regions). attack: recognizer names (default: all available). settings: fields
-    of PhotoAttackSettings (photo) or TokenAttackSettings (token). progress(step, record) is
-    called after each optimisation step.
+    (idface.conceal.regions). attack: recognizer names (default: all available). settings:
+    PhotoAttackSettings (photo mode) or TokenAttackSettings (token and swap modes), or a dict of
+    some of their fields. progress(step, record) is called after each optimisation step.
     """
     goal = check_goal(goal, target is not None)
     mode = (mode or "photo").strip().lower()
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; choose photo, token or swap")
+    settings = mode_settings(mode, settings)
     attacked, transfer, unavailable = select_recognizers(attack, device)
     if mode == "photo":
         return _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, settings, progress)
@@ -298,4 +334,4 @@ def conceal(photo, target=None, goal: str = IMPERSONATE, mode: str = "photo", re
 
 
 __all__ = ["conceal", "ConcealResult", "MODES", "GENERATOR_MODES", "IMPERSONATE", "DODGE", "select_recognizers",
-           "load_pipeline"]
+           "load_pipeline", "mode_settings", "PhotoAttackSettings", "TokenAttackSettings"]

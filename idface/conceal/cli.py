@@ -70,16 +70,16 @@ def format_text(rep: dict, out: Path) -> str:
              f"{rep.get('steps', 0)} steps ({rep.get('stopped', '')})"]
     psnr = "identical" if rep["psnr"] is None else f"{rep['psnr']:.2f} dB"
     lp = rep["lpips"] if isinstance(rep["lpips"], str) else f"{rep['lpips']:.4f}"
-    lines.append(f"distortion vs unattacked: PSNR {psnr}, SSIM {rep['ssim']:.4f}, LPIPS {lp}")
+    lines.append(f"distortion vs unattacked: PSNR {psnr}, SSIM (luma) {rep['ssim_luma']:.4f}, LPIPS {lp}")
     for name, e in rep["recognizers"].items():
-        kind = "similarity" if e["higher_is_more_similar"] else "distance"
+        kind = score_kind(e["higher_is_more_similar"])
         tag = "attacked" if e["attacked"] else "not attacked (transfer)"
 
         def words(v: dict) -> str:
             if v.get("error"):
                 return f"no verdict ({v['error']})"
-            tgt = "" if v.get("similarity_to_target") is None else f", to B {v['similarity_to_target']:.3f}"
-            return f"{kind} to A {v['similarity_to_source']:.3f}{tgt} -> {'goal reached' if v['success'] else 'goal not reached'}"
+            tgt = "" if v.get(f"{kind}_to_target") is None else f", to B {v[kind + '_to_target']:.3f}"
+            return f"{kind} to A {v[kind + '_to_source']:.3f}{tgt} -> {'goal reached' if v['success'] else 'goal not reached'}"
 
         lines.append(f"{name} [{tag}, same person {'above' if e['higher_is_more_similar'] else 'below'} {e['threshold']:.3g}]")
         lines.append(f"  raw:          {words(e)}")
@@ -92,16 +92,12 @@ def format_text(rep: dict, out: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from idface.conceal.api import conceal
-    from idface.ui.outputs import check_png_out, save_synthetic_png
+    from idface.conceal.api import conceal, mode_settings
+    from idface.outputs import check_png_out, save_synthetic_png
 
     out = check_png_out(args.out)
-    settings = settings_from_args(args)
-    if args.mode == "photo":
-        from idface.conceal.photo import PhotoAttackSettings as Defaults
-    else:
-        from idface.conceal.generator_modes import TokenAttackSettings as Defaults
-    total = None if args.mode == "swap" else settings.get("steps", Defaults.steps)
+    settings = mode_settings(args.mode, settings_from_args(args))
+    total = None if args.mode == "swap" else settings.steps
     bar = tqdm(total=total, desc=f"conceal ({args.mode})", unit="step", file=sys.stderr,
                disable=None, leave=False)
 

@@ -29,12 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from idface.conceal.goals import DEFAULT_MARGIN, Reference, goal_margin, read_verdict
-from idface.conceal.metrics import psnr, ssim, ssim_torch
+from idface.conceal.goals import Reference, goal_margin, read_verdict, wanted_margin
 from idface.conceal.photo import Adam
+from idface.conceal.search import search
 from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import InputError
-from idface.labels import NUM_CLASSES
+from idface.metrics import psnr, ssim_luma, ssim_luma_torch
+from idface.tensors import image_tensor, onehot, to_uint8
 
 
 @dataclass
@@ -68,15 +69,10 @@ class GeneratorResult:
     history: list = field(default_factory=list)
 
 
-def frame_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 [S, S, 3] -> [1, 3, S, S] in [0, 1]."""
-    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float() / 255.0
-
-
 def frame_embedding(recognizer, image: np.ndarray) -> np.ndarray:
     """Embedding [D] of a uint8 image in the generator frame (any size)."""
     with torch.inference_mode():
-        return recognizer.embed_frame(frame_tensor(image))[0].float().cpu().numpy()
+        return recognizer.embed_frame(image_tensor(image))[0].float().cpu().numpy()
 
 
 def verify_frame(image: np.ndarray, recognizers: list, references: dict[str, Reference], goal: str,
@@ -92,18 +88,13 @@ def verify_frame(image: np.ndarray, recognizers: list, references: dict[str, Ref
     return out
 
 
-def _onehot(label_map: np.ndarray) -> torch.Tensor:
-    index = torch.from_numpy(label_map.astype(np.int64))
-    return F.one_hot(index, NUM_CLASSES).permute(2, 0, 1).float()[None]   # [1, K, H, W]
-
-
 class GeneratorAttack:
     """Swap and token optimisation on an IdFacePipeline for one prepared source face."""
 
     def __init__(self, pipeline, aligned: np.ndarray, label_map: np.ndarray, source_token_embedding: np.ndarray | None):
         self.pipe = pipeline
         self.aligned = np.asarray(aligned, np.uint8)
-        self.label_map = pipeline._prepare_label_map(label_map)            # [S, S] at the model's size
+        self.label_map = pipeline.prepare_label_map(label_map)            # [S, S] at the model's size
         self.style = pipeline.encode_style(self.aligned, np.asarray(label_map))
         self.source_token_embedding = source_token_embedding
 
@@ -138,10 +129,10 @@ class GeneratorAttack:
         torch.manual_seed(s.seed)
         start = time.perf_counter()
         model = self.pipe.model
-        margin_of = lambda rec: DEFAULT_MARGIN[rec.metric] if s.margin is None else float(s.margin)  # noqa: E731
+        margin_of = lambda rec: wanted_margin(rec, s.margin)  # noqa: E731
 
         base_image = self.unattacked()
-        base_t = frame_tensor(base_image)
+        base_t = image_tensor(base_image)
         with torch.no_grad():
             emb = None if self.source_token_embedding is None else torch.from_numpy(
                 np.asarray(self.source_token_embedding, np.float32))[None]
@@ -151,7 +142,7 @@ class GeneratorAttack:
         class_list = sorted(set(int(k) for k in classes))
         code_delta = torch.zeros(1, len(class_list), codes0.shape[-1], requires_grad=True)
         opt_token, opt_codes = Adam(token, lr=s.lr), Adam(code_delta, lr=s.lr)
-        onehot = _onehot(self.label_map)
+        mask = onehot(self.label_map)                                         # [1, K, S, S]
         refs_t = {
             rec.name: (torch.from_numpy(np.asarray(references[rec.name].source, np.float32))[None],
                        None if references[rec.name].target is None else
@@ -167,36 +158,11 @@ class GeneratorAttack:
             return codes
 
         def render() -> torch.Tensor:
-            image = model.generator(onehot, model.context(codes_now(), token))    # [1, 3, S, S] in [-1, 1]
+            image = model.generator(mask, model.context(codes_now(), token))    # [1, 3, S, S] in [-1, 1]
             return (image.float() + 1) / 2
 
-        def to_uint8(x: torch.Tensor) -> np.ndarray:
-            return (x[0].detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-        def budget_ok(img: np.ndarray) -> bool:
-            return psnr(base_image, img) >= s.min_psnr and ssim(base_image, img) >= s.min_ssim
-
-        def rank(verified: dict) -> tuple:
-            raw = sum(v["raw"]["success"] for v in verified.values())
-            both = sum(v[k]["success"] for v in verified.values() for k in ("raw", "recompressed"))
-            worst = min(v[k]["goal_margin"] for v in verified.values() for k in ("raw", "recompressed"))
-            return (raw, both, worst)
-
-        def done(verified: dict) -> bool:
-            keys = ("raw", "recompressed") if s.robust else ("raw",)
-            return all(v[k]["success_with_margin"] for v in verified.values() for k in keys)
-
-        best_image = base_image
-        best_verified = verify_frame(base_image, recognizers, references, goal, margin_of)
-        best_rank = rank(best_verified)
-        history: list = []
-        stopped, step = "step limit", 0
-        if done(best_verified):
-            return GeneratorResult(base_image, base_image, 0, time.perf_counter() - start,
-                                   "goal already reached", best_verified, history)
-        size = base_t.shape[-1]
-        for step in range(1, s.steps + 1):
-            x = render()
+        def step(i: int) -> tuple[dict, bool]:
+            x = render()                                                         # [1, 3, S, S] in [0, 1]
             losses = []
             worst = math.inf
             samples = []
@@ -218,9 +184,8 @@ class GeneratorAttack:
                 m = goal_margin(rec, goal, rec.score(emb, src), None if tgt is None else rec.score(emb, tgt))
                 losses.append(F.relu(margin_of(rec) + s.overshoot - m).mean())
                 worst = min(worst, float(m.detach().min()))
-            mse = ((x - base_t) ** 2).mean() * 255.0 ** 2
-            psnr_now = 10 * torch.log10(255.0 ** 2 / mse.clamp_min(1e-8))
-            budget = F.relu(s.min_psnr + 0.5 - psnr_now) / 10 + F.relu(s.min_ssim + 0.01 - ssim_torch(x, base_t)[0]) * 10
+            psnr_now = psnr(x, base_t, data_range=1.0, min_mse=1e-8 / 255.0**2)[0]  # [1] -> scalar, finite, differentiable
+            budget = F.relu(s.min_psnr + 0.5 - psnr_now) / 10 + F.relu(s.min_ssim + 0.01 - ssim_luma_torch(x, base_t)[0]) * 10
             loss = sum(losses) + s.budget_weight * budget
             token.grad = None
             code_delta.grad = None
@@ -228,30 +193,22 @@ class GeneratorAttack:
             opt_token.step()
             if class_list:
                 opt_codes.step()
-            record = {"step": step, "loss": round(float(loss.detach()), 4), "worst_margin": round(worst, 4),
+            record = {"step": i, "loss": round(float(loss.detach()), 4), "worst_margin": round(worst, 4),
                       "psnr": round(float(psnr_now.detach()), 2)}
-            if step % s.check_every == 0 or step == s.steps:
-                with torch.no_grad():
-                    image = to_uint8(render())
-                if budget_ok(image):
-                    verified = verify_frame(image, recognizers, references, goal, margin_of)
-                    record["verified"] = {k: {kk: vv["goal_margin"] for kk, vv in v.items()} for k, v in verified.items()}
-                    r = rank(verified)
-                    if r > best_rank:
-                        best_image, best_verified, best_rank = image, verified, r
-                    if done(verified):
-                        best_image, best_verified = image, verified
-                        stopped = "goal reached"
-                        history.append(record)
-                        if progress:
-                            progress(step, record)
-                        break
-                else:
-                    record["over_budget"] = True
-            history.append(record)
-            if progress:
-                progress(step, record)
-            if s.max_seconds is not None and time.perf_counter() - start > s.max_seconds:
-                stopped = "time limit"
-                break
-        return GeneratorResult(best_image, base_image, step, time.perf_counter() - start, stopped, best_verified, history)
+            return record, i % s.check_every == 0
+
+        def candidate() -> np.ndarray | None:
+            with torch.no_grad():
+                image = to_uint8(render())
+            within = psnr(base_image, image) >= s.min_psnr and ssim_luma(base_image, image) >= s.min_ssim
+            return image if within else None
+
+        size = base_t.shape[-1]
+        found = search(
+            start_image=base_image,
+            start_verified=verify_frame(base_image, recognizers, references, goal, margin_of),
+            steps=s.steps, max_seconds=s.max_seconds, robust=s.robust, step=step, candidate=candidate,
+            verify=lambda image: verify_frame(image, recognizers, references, goal, margin_of), progress=progress,
+        )
+        return GeneratorResult(found.image, base_image, found.steps, time.perf_counter() - start, found.stopped,
+                               found.verified, found.history)

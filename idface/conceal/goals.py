@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from idface.errors import InputError
+from idface.identity.base import score_kind
 
 IMPERSONATE = "impersonate"
 DODGE = "dodge"
@@ -24,6 +25,11 @@ GOALS = (IMPERSONATE, DODGE)
 
 # Margin past the threshold asked for by default, per metric (score units).
 DEFAULT_MARGIN = {"euclidean": 0.03, "cosine": 0.03}
+
+
+def wanted_margin(recognizer, margin: float | None = None) -> float:
+    """The margin past the threshold asked of a recognizer: `margin`, else DEFAULT_MARGIN for its metric."""
+    return DEFAULT_MARGIN[recognizer.metric] if margin is None else float(margin)
 
 
 def check_goal(goal: str, has_target: bool) -> str:
@@ -58,9 +64,10 @@ def read_verdict(recognizer, embedding: np.ndarray, ref: Reference, goal: str, m
     s_src = float(recognizer.score(embedding, ref.source))
     s_tgt = None if ref.target is None else float(recognizer.score(embedding, ref.target))
     m = float(goal_margin(recognizer, goal, s_src, s_tgt if s_tgt is not None else np.nan))
+    kind = score_kind(recognizer.higher_is_more_similar)
     return {
-        "similarity_to_source": round(s_src, 4),
-        "similarity_to_target": None if s_tgt is None else round(s_tgt, 4),
+        f"{kind}_to_source": round(s_src, 4),    # kind: "distance" (dlib) or "similarity" (cosine)
+        f"{kind}_to_target": None if s_tgt is None else round(s_tgt, 4),
         "same_as_source": bool(recognizer.is_same(s_src)),
         "same_as_target": None if s_tgt is None else bool(recognizer.is_same(s_tgt)),
         "goal_margin": round(m, 4),

@@ -36,13 +36,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from idface.conceal.goals import DEFAULT_MARGIN, Reference, goal_margin, read_verdict
-from idface.conceal.metrics import mse_for_psnr, psnr, ssim, ssim_torch
+from idface.conceal.goals import Reference, goal_margin, read_verdict, wanted_margin
 from idface.conceal.score import RECOMPRESSED_MIN_FACE, embed_photo_array
+from idface.conceal.search import search
 from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import IdfaceError, InputError
 from idface.faces.align import apply_affine, estimate_transform, get_template, invert_affine
 from idface.faces.detect import MIN_FACE_SIZE, detect_faces
+from idface.metrics import mse_for_psnr, psnr, ssim_luma, ssim_luma_torch
 
 JPEG_GRID = 16  # MCU size with 4:2:0 chroma subsampling
 
@@ -222,7 +223,7 @@ class PhotoAttack:
         return out
 
     def within_budget(self, image: np.ndarray) -> bool:
-        return psnr(self.photo, image) >= self.s.min_psnr and ssim(self.photo, image) >= self.s.min_ssim
+        return psnr(self.photo, image) >= self.s.min_psnr and ssim_luma(self.photo, image) >= self.s.min_ssim
 
     def _fit_budget(self, delta: torch.Tensor) -> np.ndarray:
         """Compose, and shrink the perturbation until the uint8 image meets the budget."""
@@ -237,7 +238,7 @@ class PhotoAttack:
 
     def _whole_ssim(self, x: torch.Tensor) -> torch.Tensor:
         """SSIM of the whole photo from the window's (outside the window the SSIM map is 1)."""
-        win = ssim_torch(x, self.base)[0]
+        win = ssim_luma_torch(x, self.base)[0]
         h, w = x.shape[-2:]
         return 1 - (1 - win) * (h * w) / self.total_pixels
 
@@ -271,28 +272,15 @@ class PhotoAttack:
             margins[rec.name] = goal_margin(rec, self.goal, s_src, s_tgt)         # [N]
         return margins
 
-    def _margin(self, rec) -> float:
-        if self.s.margin is not None:
-            return float(self.s.margin)
-        return DEFAULT_MARGIN[rec.metric]
+    def margin(self, rec) -> float:
+        """The margin past the threshold that this run asks of `rec` (settings or DEFAULT_MARGIN)."""
+        return wanted_margin(rec, self.s.margin)
 
     def verify(self, image: np.ndarray) -> dict:
         """Real check of a uint8 photo: detect, align, embed; raw and re-compressed."""
-        return verify_photo(image, self.targets, self.goal, self._margin)
+        return verify_photo(image, self.targets, self.goal, self.margin)
 
-    def _done(self, verified: dict) -> bool:
-        keys = ("raw", "recompressed") if self.s.robust else ("raw",)
-        return all(v[k]["success_with_margin"] for v in verified.values() for k in keys)
-
-    @staticmethod
-    def _rank(verified: dict) -> tuple:
-        """Order verified states: more goals reached first, then the worst margin."""
-        reached = sum(v[k]["success"] for v in verified.values() for k in ("raw", "recompressed"))
-        raw_reached = sum(v["raw"]["success"] for v in verified.values())
-        worst = min(v[k]["goal_margin"] for v in verified.values() for k in ("raw", "recompressed"))
-        return (raw_reached, reached, worst)
-
-    # ---- the loop ----
+    # ---- the loop (idface.conceal.search) ----
     def run(self, progress: Callable[[int, dict], None] | None = None,
             unattacked: dict | None = None) -> PhotoAttackResult:
         """Optimise. `unattacked`: verify() of the input photo, when the caller already has it."""
@@ -304,22 +292,16 @@ class PhotoAttack:
         optimiser = Adam(delta, lr=s.lr)
         if unattacked is None:
             unattacked = self.verify(self.photo)
-        best_image = self.photo.copy()
-        best_verified = {t.recognizer.name: unattacked[t.recognizer.name] for t in self.targets}
-        best_rank = self._rank(best_verified)
-        stopped, step, history = "step limit", 0, []
-        if self._done(best_verified):
-            return PhotoAttackResult(best_image, 0, time.perf_counter() - start, "goal already reached",
-                                     best_verified, history)
-        for step in range(1, s.steps + 1):
-            x = self.base + delta * self.mask_t
+        smallest_margin = min(self.margin(t.recognizer) for t in self.targets)
+
+        def step(i: int) -> tuple[dict, bool]:
+            x = self.base + delta * self.mask_t                                  # [1, 3, h, w] window
             margins = self._margins(x, rng)
             loss = x.new_zeros(())
             worst = math.inf
             for t in self.targets:
                 m = margins[t.recognizer.name]
-                want = self._margin(t.recognizer) + s.overshoot
-                loss = loss + F.relu(want - m).mean()
+                loss = loss + F.relu(self.margin(t.recognizer) + s.overshoot - m).mean()
                 worst = min(worst, float(m.detach().min()))
             if s.min_ssim is not None:
                 loss = loss + 10.0 * F.relu(s.min_ssim + 0.005 - self._whole_ssim(x))
@@ -327,33 +309,17 @@ class PhotoAttack:
             loss.backward()
             optimiser.step()
             self._project(delta)
-            record = {"step": step, "loss": round(float(loss.detach()), 4), "worst_margin": round(worst, 4)}
-            check = step % s.check_every == 0 and worst >= min(self._margin(t.recognizer) for t in self.targets)
-            if check or step == s.steps:
-                image = self._fit_budget(delta)
-                verified = self.verify(image)
-                rank = self._rank(verified)
-                record["verified"] = {k: {kk: vv["goal_margin"] for kk, vv in v.items()} for k, v in verified.items()}
-                if rank > best_rank:
-                    best_image, best_verified, best_rank = image, verified, rank
-                if self._done(verified):
-                    best_image, best_verified = image, verified
-                    stopped = "goal reached"
-                    history.append(record)
-                    if progress:
-                        progress(step, record)
-                    break
-            history.append(record)
-            if progress:
-                progress(step, record)
-            if s.max_seconds is not None and time.perf_counter() - start > s.max_seconds:
-                stopped = "time limit"
-                image = self._fit_budget(delta)
-                verified = self.verify(image)
-                if self._rank(verified) > best_rank:
-                    best_image, best_verified = image, verified
-                break
-        return PhotoAttackResult(best_image, step, time.perf_counter() - start, stopped, best_verified, history)
+            record = {"step": i, "loss": round(float(loss.detach()), 4), "worst_margin": round(worst, 4)}
+            return record, i % s.check_every == 0 and worst >= smallest_margin
+
+        found = search(
+            start_image=self.photo.copy(),
+            start_verified={t.recognizer.name: unattacked[t.recognizer.name] for t in self.targets},
+            steps=s.steps, max_seconds=s.max_seconds, robust=s.robust, step=step,
+            candidate=lambda: self._fit_budget(delta), verify=self.verify, progress=progress,
+        )
+        return PhotoAttackResult(found.image, found.steps, time.perf_counter() - start, found.stopped,
+                                 found.verified, found.history)
 
 
 def verify_photo(image: np.ndarray, targets: list[Target], goal: str, margin_of) -> dict:

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from idface.tensors import to_uint8
+
 # Re-compression used for every "after re-compression" verdict.
 RECOMPRESS_QUALITY = 75
 RECOMPRESS_SCALE = 0.5
@@ -118,11 +120,6 @@ def real_jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     buf.seek(0)
     with Image.open(buf) as img:
         return np.array(img.convert("RGB"))
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[3, H, W] float in [0, 1] -> [H, W, 3] uint8 (rounded)."""
-    return (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def jpeg_straight_through(x: torch.Tensor, quality: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Detectors (a small facexlib-style registry, `init_detection_model(name)`):
 - "retinaface_resnet50", "retinaface_mobile0.25": facexlib's RetinaFace, used when its weights
-  file is already in a local weights folder (never downloaded here; see `facexlib_weight_path`).
+  file is already in a local weights folder (never downloaded here; see `idface.weights.facexlib_weight_path`).
 - "dlib_hog": dlib's HOG + linear SVM frontal detector with dlib's 5-point landmark model
   (shape_predictor_5_face_landmarks.dat, CC0 / public domain, from face-recognition-models).
   Its five points are two corners per eye and the nose base; the standard five (eye centres,
@@ -16,8 +16,6 @@ back to the photo's own pixels. Faces smaller than MIN_FACE_SIZE pixels are refu
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,6 +26,7 @@ import numpy as np
 
 from idface.errors import InputError, NoFaceError, UnavailableError
 from idface.faces.align import MEAN_FACE_5, MEAN_FACE_DLIB5, apply_affine, similarity_transform
+from idface.weights import dlib_model_file, facexlib_weight_path, local_weight_dirs
 
 # Working resolution for detection: the longer side is downscaled to this (bounded memory and time).
 DETECT_MAX_SIDE = 1024
@@ -44,54 +43,6 @@ FACEXLIB_DETECTION_FILES = {
     "retinaface_resnet50": "detection_Resnet50_Final.pth",
     "retinaface_mobile0.25": "detection_mobilenet0.25_Final.pth",
 }
-
-
-# ----------------------------------------------------------------------------------------------
-# Where model files live
-
-
-def dlib_model_file(name: str) -> Path:
-    """A file of the face-recognition-models package (dlib's models), located without importing
-    it; UnavailableError with the reason when missing. (One place for the lookup: dlib_resnet.)"""
-    from idface.errors import WeightsNotFoundError
-    from idface.identity.dlib_resnet import dlib_model_path
-
-    try:
-        return dlib_model_path(name)
-    except WeightsNotFoundError as err:
-        raise UnavailableError(str(err)) from None
-
-
-def facexlib_model_rootpath() -> Path:
-    """facexlib's default weights folder (where its load_file_from_url saves): site-packages/facexlib/weights.
-    IDFACE_FACEXLIB_DIR overrides it."""
-    env = os.environ.get("IDFACE_FACEXLIB_DIR")
-    if env:
-        return Path(env)
-    spec = importlib.util.find_spec("facexlib")
-    if spec is None or not spec.submodule_search_locations:
-        return Path("weights") / "facexlib"
-    return Path(list(spec.submodule_search_locations)[0]) / "weights"
-
-
-def local_weight_dirs() -> list[Path]:
-    """Folders searched for facexlib weight files, in order: $IDFACE_WEIGHTS_DIR, the repository's
-    weights/facexlib, facexlib's model_rootpath."""
-    dirs = []
-    if os.environ.get("IDFACE_WEIGHTS_DIR"):
-        dirs.append(Path(os.environ["IDFACE_WEIGHTS_DIR"]))
-    dirs.append(Path(__file__).resolve().parents[2] / "weights" / "facexlib")
-    dirs.append(facexlib_model_rootpath())
-    return dirs
-
-
-def facexlib_weight_path(filename: str) -> Path | None:
-    """First local copy of a facexlib weights file, or None. Never downloads."""
-    for d in local_weight_dirs():
-        p = d / filename
-        if p.is_file() and p.stat().st_size > 0:
-            return p
-    return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Parsers (facexlib-style registry, `init_parsing_model(name)`):
 - "bisenet":  facexlib's BiSeNet (parsing_bisenet.pth), output remapped with
               labels.BISENET_TO_CELEBAMASK;
 - "parsenet": facexlib's ParseNet (parsing_parsenet.pth), already in CelebAMask-HQ order;
-  both used only when their weights file is in a local weights folder (see detect.local_weight_dirs);
+  both used only when their weights file is in a local weights folder (see idface.weights.local_weight_dirs);
 - "landmarks": the offline fallback, classical image processing around dlib's 68 landmarks.
 "auto" picks the first network whose weights are present, else "landmarks".
 
@@ -39,7 +39,8 @@ import numpy as np
 
 from idface.errors import InputError, NoFaceError, UnavailableError
 from idface.faces.align import align_face, get_template
-from idface.faces.detect import DLIB_LOCK, DetectedFace, dlib_model_file, facexlib_weight_path, local_weight_dirs
+from idface.faces.detect import DLIB_LOCK, DetectedFace
+from idface.weights import dlib_model_file, facexlib_weight_path, local_weight_dirs
 from idface.labels import BISENET_TO_CELEBAMASK, CLASS_INDEX, validate_label_map
 
 PARSE_SIZE = 512  # CelebAMask-HQ's resolution; every parser runs on the 512 generator frame

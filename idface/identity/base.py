@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from idface.faces import FaceInfo
 
 
+def score_kind(higher_is_more_similar: bool) -> str:
+    """The word a score's JSON key uses: "similarity" (higher = more alike) or "distance"."""
+    return "similarity" if higher_is_more_similar else "distance"
+
+
 class Recognizer(ABC):
     name: str
     template: str  # alignment template name in idface.faces.align
@@ -106,20 +111,24 @@ class Recognizer(ABC):
         return bool(out) if out.ndim == 0 else out
 
     def compare_photos(self, photo_a, photo_b) -> dict:
-        """Two photos -> {similarity, threshold, same_person, ...} (the CLI's and the app's record)."""
+        """Two photos -> {similarity or distance, threshold, same_person, ...} (the CLI's record)."""
         ea, info_a = self.embed_photo(photo_a)
         eb, info_b = self.embed_photo(photo_b)
         s = self.score(ea, eb)
         return {
             "recognizer": self.name,
             "metric": self.metric,
-            "similarity": round(float(s), 4),
+            self.score_kind: round(float(s), 4),  # "distance" (dlib) or "similarity" (cosine)
             "threshold": self.threshold,
             "higher_is_more_similar": self.higher_is_more_similar,
             "same_person": bool(self.is_same(s)),
             "threshold_source": self.threshold_source,
             "faces": [info_a.message, info_b.message],
         }
+
+    @property
+    def score_kind(self) -> str:
+        return score_kind(self.higher_is_more_similar)
 
     def describe(self) -> dict:
         return {

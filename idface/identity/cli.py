@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from idface.errors import IdfaceError, UnavailableError
+from idface.identity.base import score_kind
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +41,13 @@ def compare(photo_a, photo_b, names: list[str] | None = None, device: str = "cpu
     for name in names or RECOGNIZER_NAMES:
         if status[name] != "available" and not (download and name == "arcface"):
             records.append({"recognizer": name, "available": False, "reason": status[name],
-                            "similarity": None, "threshold": None, "same_person": None})
+                            "threshold": None, "same_person": None})
             continue
         try:
             rec = get_recognizer(name, device)
         except UnavailableError as err:
             records.append({"recognizer": name, "available": False, "reason": str(err),
-                            "similarity": None, "threshold": None, "same_person": None})
+                            "threshold": None, "same_person": None})
             continue
         records.append({"available": True, **rec.compare_photos(a, b)})
     return records
@@ -59,10 +60,10 @@ def _label(photo) -> str:
 def format_record(r: dict) -> str:
     if not r["available"]:
         return f"{r['recognizer']}: unavailable ({r['reason']})"
-    kind = "similarity" if r["higher_is_more_similar"] else "distance"
+    kind = score_kind(r["higher_is_more_similar"])
     rule = f"same person {'at or above' if r['higher_is_more_similar'] else 'below'} {r['threshold']}"
     verdict = "SAME PERSON" if r["same_person"] else "DIFFERENT PEOPLE"
-    return f"{r['recognizer']}: {r['metric']} {kind} {r['similarity']:.3f} ({rule}) -> {verdict}"
+    return f"{r['recognizer']}: {r['metric']} {kind} {r[kind]:.3f} ({rule}) -> {verdict}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,8 +35,6 @@ dlib's semantics that a plain torchvision-style port gets wrong:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
 import os
 from dataclasses import dataclass, field
@@ -49,11 +47,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from idface.errors import UnavailableError, WeightsNotFoundError
+from idface.weights import cache_dir, dlib_model_path, sha256_file
 
 # ---------------------------------------------------------------------------------------------
 # Facts about the model (one place for each)
 
-MODELS_PACKAGE = "face_recognition_models"  # pip: face-recognition-models (dlib's model files)
 RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"  # public domain (Davis King)
 INPUT_SIZE = 150  # dlib face chip: get_face_chip(img, shape, size=150, padding=0.25)
 CHIP_PADDING = 0.25
@@ -61,8 +59,6 @@ EMBEDDING_DIM = 128
 SAME_PERSON_DISTANCE = 0.6  # Euclidean; the file's loss_metric stores the same number
 LICENSE_NOTE = "dlib_face_recognition_resnet_model_v1: public domain (Davis E. King, dlib.net)"
 
-CACHE_ENV = "IDFACE_CACHE_DIR"  # overrides weights/cache/ (tests use a fresh folder)
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "weights" / "cache"
 CACHE_FORMAT = "idface-dlib-resnet-v1"  # bump when the state-dict layout changes
 
 # (channels, number of ares blocks, starts with ares_down) from the input up: level4 .. level0
@@ -74,32 +70,6 @@ STAGES: tuple[tuple[int, int, bool], ...] = (
     (256, 1, True),
 )
 STEM_CHANNELS = 32
-
-
-# ---------------------------------------------------------------------------------------------
-# Locating dlib's model files without importing face_recognition_models (its __init__ imports
-# pkg_resources, which recent setuptools no longer ships).
-
-
-def dlib_model_path(name: str) -> Path:
-    """Path of one of face_recognition_models' files, e.g. RESNET_FILE or
-    "shape_predictor_5_face_landmarks.dat". Raises WeightsNotFoundError naming where it looked."""
-    tried: list[str] = []
-    try:
-        spec = importlib.util.find_spec(MODELS_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsNotFoundError(
-            f"dlib model {name!r} not found: the package {MODELS_PACKAGE!r} is not installed "
-            f"(pip install face-recognition-models)"
-        )
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "models" / name
-        tried.append(str(candidate))
-        if candidate.is_file():
-            return candidate
-    raise WeightsNotFoundError(f"dlib model {name!r} not found; looked in: {', '.join(tried)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,7 +578,7 @@ def convert_dlib_resnet(dat_path: str | os.PathLike | None = None) -> tuple[dict
     metadata = {
         "format": CACHE_FORMAT,
         "source_file": path.name,
-        "source_sha256": _sha256(path),
+        "source_sha256": sha256_file(path),
         "loss_margin": repr(net.loss["margin"]),
         "same_person_distance": repr(net.loss["distance_threshold"]),
         "license": LICENSE_NOTE,
@@ -616,23 +586,8 @@ def convert_dlib_resnet(dat_path: str | os.PathLike | None = None) -> tuple[dict
     return state, metadata
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------
-# Cached loading
-
-
-def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
-    if explicit is not None:
-        return Path(explicit)
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else DEFAULT_CACHE_DIR
+# Cached loading (the cache folder is idface.weights.cache_dir)
 
 
 def cached_weights_path(dat_path: Path, folder: Path) -> Path:
@@ -721,7 +676,6 @@ __all__ = [
     "chips_from_uint8",
     "convert_dlib_resnet",
     "descriptor_distance",
-    "dlib_model_path",
     "load_dlib_resnet",
     "read_dlib_dat",
 ]

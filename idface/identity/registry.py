@@ -25,7 +25,7 @@ _LOCK = threading.Lock()
 
 
 def _dlib_status() -> str:
-    from idface.faces.detect import dlib_model_file
+    from idface.weights import dlib_model_file
 
     if importlib.util.find_spec("dlib") is None:
         return "the dlib package is not installed (needed for face detection)"

@@ -49,9 +49,6 @@ class ModelConfig:
     ff_mult: int = 4                         # GEGLU hidden width = ff_mult * heads * head_dim
     norm_groups: int = 32                    # GroupNorm groups (reduced to divide small widths)
 
-    # training-side weights that travel with the checkpoint (used by idface.training)
-    identity_loss_weight: float = 1.0
-
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (data, steps, ...)
 
     def __post_init__(self) -> None:
@@ -157,7 +154,6 @@ def demo() -> ModelConfig:
         self_attention=(True, False, False, False),
         ff_mult=2,
         norm_groups=8,
-        identity_loss_weight=2.0,
     )
 
 

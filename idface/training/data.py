@@ -27,7 +27,7 @@ from PIL import Image
 
 from idface.errors import InputError
 from idface.images import load_image, load_mask
-from idface.labels import FLIP_PERMUTATION, NUM_CLASSES
+from idface.labels import FLIP_PERMUTATION
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CACHE_MAX_ITEMS = 256  # data sets up to this size are kept decoded in memory
@@ -279,8 +279,3 @@ def collate(items: list[dict]) -> dict:
         "index": torch.tensor([it["index"] for it in items]),
         "name": [it["name"] for it in items],
     }
-
-
-def onehot(label: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """[B, H, W] int64 -> [B, C, H, W] float32."""
-    return F.one_hot(label, num_classes).permute(0, 3, 1, 2).float()

@@ -9,7 +9,6 @@ Images are [B, 3, H, W] in [-1, 1] (the generator's tanh range) unless a functio
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idface import weights
 from idface.errors import UnavailableError
+from idface.weights import VGG19_FILENAME
 
 log = logging.getLogger(__name__)
 
@@ -77,26 +78,10 @@ def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # VGG19 perceptual loss
 
-VGG19_FILENAME = "vgg19-dcbbe1ab.pth"  # torchvision's ImageNet VGG19 weights
 VGG19_LAYERS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in vgg19.features
 VGG19_LAYER_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def vgg19_weight_candidates() -> list[Path]:
-    """Where VGG19 weights are looked for, in order (nothing is downloaded here)."""
-    candidates = []
-    if os.environ.get("IDFACE_VGG19"):
-        candidates.append(Path(os.environ["IDFACE_VGG19"]))
-    root = Path(__file__).resolve().parents[2]
-    candidates += [root / "weights" / "vgg19.safetensors", root / "weights" / VGG19_FILENAME]
-    try:
-        hub_dir = Path(torch.hub.get_dir())
-        candidates.append(hub_dir / "checkpoints" / VGG19_FILENAME)
-    except Exception:  # pragma: no cover - torch.hub always has a dir
-        pass
-    return candidates
 
 
 def _load_vgg19_state(path: Path) -> dict[str, torch.Tensor]:
@@ -140,7 +125,7 @@ class VGG19Features(nn.Module):
 
 def load_vgg19(device: str | torch.device = "cpu") -> VGG19Features:
     """VGG19 from a local file, or UnavailableError naming every place tried."""
-    tried = vgg19_weight_candidates()
+    tried = weights.vgg19_candidates()
     for path in tried:
         if path.is_file():
             return VGG19Features(_load_vgg19_state(path)).to(device)

@@ -52,7 +52,7 @@ def measure(config: str, batch_size: int, steps: int, warmup: int, mixed_precisi
         if random_vgg19:
             from torchvision.models.vgg import cfgs, make_layers
 
-            from idface.training.losses import VGG19_FILENAME
+            from idface.weights import VGG19_FILENAME
 
             features = make_layers(cfgs["E"], batch_norm=False)
             torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, tmp / VGG19_FILENAME)

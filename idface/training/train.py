@@ -44,7 +44,8 @@ from idface.model.discriminator import DiscriminatorConfig, MultiScaleDiscrimina
 from idface.training import checkpoint as ckpt
 from idface.training import losses as L
 from idface.training.config import REPO_ROOT, TrainConfig, load_config
-from idface.training.data import AugmentConfig, ResumableBatchSampler, collate, dataset_from_config, onehot
+from idface.tensors import onehot
+from idface.training.data import AugmentConfig, ResumableBatchSampler, collate, dataset_from_config
 
 log = logging.getLogger("idface.train")
 
@@ -432,7 +433,7 @@ class Trainer:
         return make_grid(tiles, nrow=len(cols), padding=2, pad_value=1.0)
 
     def periodic_eval(self) -> dict:
-        from idface.evaluation.evaluate import reconstruction_metrics
+        from idface.training.validate import reconstruction_metrics
 
         recs = {}
         if self.recognizer is not None:

@@ -1,8 +1,7 @@
-"""The Gradio demo's logic, kept out of app.py so tests and the CLI reach it.
+"""The Gradio demo's user interface (gradio code only; the service it calls is idface.engine).
 
 - maskcodec: the exact label-map wire format between the browser canvas and the server.
 - canvas: the mask editor (a gr.HTML canvas that paints class indices, never colours).
-- engine: one object that prepares faces, generates and scores; shared by app, API and CLI.
 - bars: identity bars (HTML) from the engine's scores.
-- outputs: synthetic-marked PNG files and attention overlays.
+- handlers: the app's event handlers; conceal_panel: the concealment panel.
 """

@@ -1,7 +1,7 @@
 """Identity bars: per recognizer, how similar the generated face is to the style face and to the
 identity face, against that recognizer's own same-person threshold, with the verdict in words.
 
-Input is the scores dict made by idface.ui.engine (also printed by the CLI as JSON):
+Input is the scores dict made by idface.engine (also printed by the CLI as JSON):
     {"recognizers": {name: {...}}, "unavailable": {name: reason}}
 A recognizer's score is a similarity (cosine, higher = more alike) or a distance (dlib's
 Euclidean, lower = more alike); bars always grow to the right as faces get more alike.
@@ -10,6 +10,9 @@ Euclidean, lower = more alike); bars always grow to the right as faces get more 
 from __future__ import annotations
 
 import html
+
+from idface.engine import reference_verdict, verdict
+from idface.identity.base import score_kind
 
 STYLE_COLOR = "#e8833a"     # the style face's colour everywhere in the app
 IDENTITY_COLOR = "#3a7be8"  # the identity face's colour
@@ -27,10 +30,10 @@ def _position(value: float, lo: float, hi: float) -> float:
     return max(0.0, min(1.0, (value - lo) / (hi - lo))) * 100.0
 
 
-def _row(label: str, value: float | None, entry: dict, color: str) -> str:
+def bar_row(label: str, value: float | None, entry: dict, color: str) -> str:
     lo, hi = _scale(entry)
     thr = _position(entry["threshold"], lo, hi)
-    kind = "similarity" if entry["higher_is_more_similar"] else "distance"
+    kind = score_kind(entry["higher_is_more_similar"])
     if value is None:
         fill, text = 0.0, "—"
     else:
@@ -46,27 +49,6 @@ def _row(label: str, value: float | None, entry: dict, color: str) -> str:
         f'<div class="idbar-value">{text}</div>'
         "</div>"
     )
-
-
-def verdict(entry: dict) -> str:
-    """The generated face's verdict in words."""
-    style, ident = entry.get("same_as_style"), entry.get("same_as_identity")
-    if style is None or ident is None:
-        return ""
-    if ident and not style:
-        return "recognized as the identity face"
-    if style and not ident:
-        return "recognized as the style face"
-    if style and ident:
-        return "matches both faces"
-    return "matches neither face"
-
-
-def reference_verdict(entry: dict) -> str:
-    same = entry.get("style_same_as_identity")
-    if same is None:
-        return ""
-    return "the two faces are the same person" if same else "the two faces are different people"
 
 
 CSS = """
@@ -104,6 +86,7 @@ def identity_bars_html(scores: dict | None, message: str | None = None) -> str:
     recognizers = (scores or {}).get("recognizers", {})
     for name, entry in recognizers.items():
         kind = "cosine similarity" if entry["higher_is_more_similar"] else "Euclidean distance"
+        kind_key = score_kind(entry["higher_is_more_similar"])
         rule = "above" if entry["higher_is_more_similar"] else "below"
         note = f'{kind}; same person {rule} {entry["threshold"]:.3g}'
         source = entry.get("threshold_source") or ""
@@ -116,12 +99,13 @@ def identity_bars_html(scores: dict | None, message: str | None = None) -> str:
         words = verdict(entry)
         if words:
             parts.append(f'<div class="idbar-verdict">Generated face: {html.escape(words)}</div>')
-        if entry.get("similarity_to_style") is not None or entry.get("similarity_to_identity") is not None:
-            parts.append(_row("generated vs style face", entry.get("similarity_to_style"), entry, STYLE_COLOR))
-            parts.append(_row("generated vs identity face", entry.get("similarity_to_identity"), entry, IDENTITY_COLOR))
+        to_style, to_identity = entry.get(f"{kind_key}_to_style"), entry.get(f"{kind_key}_to_identity")
+        if to_style is not None or to_identity is not None:
+            parts.append(bar_row("generated vs style face", to_style, entry, STYLE_COLOR))
+            parts.append(bar_row("generated vs identity face", to_identity, entry, IDENTITY_COLOR))
         if entry.get("style_vs_identity") is not None:
             parts.append('<div class="idbar-ref">')
-            parts.append(_row("style vs identity (reference)", entry["style_vs_identity"], entry, REFERENCE_COLOR))
+            parts.append(bar_row("style vs identity (reference)", entry["style_vs_identity"], entry, REFERENCE_COLOR))
             parts.append("</div>")
             ref = reference_verdict(entry)
             if ref:

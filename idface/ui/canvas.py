@@ -29,11 +29,6 @@ DEFAULT_CLASS = 13  # hair
 DEFAULT_RADIUS = 6
 
 
-def _swatch_text_color(index: int) -> str:
-    r, g, b = (int(v) for v in PALETTE[index])
-    return "#000" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "#fff"
-
-
 def _picker_html() -> str:
     buttons = []
     for k in PICKER_ORDER:

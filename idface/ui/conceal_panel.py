@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from idface.errors import IdfaceError
+from idface.identity.base import score_kind
 from idface.images import load_image
 from idface.ui.bars import CSS as BARS_CSS
-from idface.ui.bars import IDENTITY_COLOR, REFERENCE_COLOR, STYLE_COLOR, _row
+from idface.ui.bars import IDENTITY_COLOR, REFERENCE_COLOR, STYLE_COLOR, bar_row
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,6 @@ MODE_CHOICES = [("Photo: perturb the photo itself (no generator)", "photo"),
 GOAL_CHOICES = [("Impersonate: recognizers read B", "impersonate"), ("Dodge: recognizers no longer read A", "dodge")]
 
 
-def _kind(entry: dict) -> str:
-    return "similarity" if entry["higher_is_more_similar"] else "distance"
-
-
 def _verdict_words(goal: str, block: dict) -> str:
     if block.get("error"):
         return f"no verdict ({block['error']})"
@@ -68,6 +65,7 @@ def conceal_bars_html(report: dict | None) -> str:
     for name, e in report["recognizers"].items():
         rule = "above" if e["higher_is_more_similar"] else "below"
         kind = "cosine similarity" if e["higher_is_more_similar"] else "Euclidean distance"
+        key = score_kind(e["higher_is_more_similar"])  # distance_to_source / similarity_to_source
         tag = "attacked" if e["attacked"] else "not attacked (transfer)"
         parts.append('<div class="idbar-card">')
         parts.append(
@@ -77,13 +75,13 @@ def conceal_bars_html(report: dict | None) -> str:
         for label, block in (("As produced", e), ("After re-compression", e["recompressed"])):
             parts.append(f'<div class="idbar-verdict">{label}: {html.escape(_verdict_words(goal, block))}</div>')
             if not block.get("error"):
-                parts.append(_row("result vs A (your photo)", block.get("similarity_to_source"), e, STYLE_COLOR))
-                if block.get("similarity_to_target") is not None:
-                    parts.append(_row("result vs B (target)", block.get("similarity_to_target"), e, IDENTITY_COLOR))
+                parts.append(bar_row("result vs A (your photo)", block.get(f"{key}_to_source"), e, STYLE_COLOR))
+                if block.get(f"{key}_to_target") is not None:
+                    parts.append(bar_row("result vs B (target)", block.get(f"{key}_to_target"), e, IDENTITY_COLOR))
         before = e.get("unattacked", {})
-        if before.get("similarity_to_target") is not None:
+        if before.get(f"{key}_to_target") is not None:
             parts.append('<div class="idbar-ref">')
-            parts.append(_row("before the attack: vs B", before["similarity_to_target"], e, REFERENCE_COLOR))
+            parts.append(bar_row("before the attack: vs B", before[f"{key}_to_target"], e, REFERENCE_COLOR))
             parts.append("</div>")
         parts.append("</div>")
     for name, reason in report.get("unavailable", {}).items():
@@ -102,7 +100,7 @@ def summary_markdown(report: dict) -> str:
     lp = "" if isinstance(report["lpips"], str) else f", LPIPS {report['lpips']:.3f}"
     text = (f"**The {goal} {raw}** against {attacked} on the result as produced, and it **{rc}** after "
             f"re-compression ({report['recompression']}). Change from the original: {psnr}, SSIM "
-            f"{report['ssim']:.3f}{lp}. {report.get('steps', 0)} steps, {report['seconds']:.0f} s.")
+            f"{report['ssim_luma']:.3f}{lp}. {report.get('steps', 0)} steps, {report['seconds']:.0f} s.")
     if report.get("transfer"):
         words = [f"{n}: {'fooled' if v['success'] else 'not fooled'}" for n, v in report["transfer"].items()]
         text += " Recognizers not attacked: " + "; ".join(words) + "."
@@ -110,7 +108,7 @@ def summary_markdown(report: dict) -> str:
 
 
 class ConcealHandlers:
-    """The panel's event handler (engine: idface.ui.engine.Engine, for the generator pipeline)."""
+    """The panel's event handler (engine: idface.engine.Engine, for the generator pipeline)."""
 
     def __init__(self, engine: Any = None):
         self.engine = engine
@@ -124,7 +122,7 @@ class ConcealHandlers:
             min_psnr: float = 30.0, progress: Any = None):
         """-> (original, result, bars html, summary markdown, report dict, download path, status)."""
         from idface.conceal import conceal
-        from idface.ui.outputs import synthetic_png_file
+        from idface.outputs import synthetic_png_file
 
         empty = (None, None, conceal_bars_html(None), "", None, None)
         if photo is None:

@@ -20,11 +20,11 @@ import numpy as np
 
 from idface.errors import IdfaceError, InputError
 from idface.images import load_mask
-from idface.labels import CLASS_NAMES, DISPLAY_NAMES, index_to_color
+from idface.engine import FRAME_SIZE, Engine, Generation, PreparedFace, generate_from_photos
+from idface.labels import CLASS_NAMES, DISPLAY_NAMES, IDENTITY_TOKEN, index_to_color
+from idface.outputs import attention_overlay, jpeg_data_url, synthetic_png_file, upscale
 from idface.ui.bars import identity_bars_html
-from idface.ui.engine import FRAME_SIZE, Engine, Generation, PreparedFace, generate_from_photos
 from idface.ui.maskcodec import decode_label_map, encode_label_map
-from idface.ui.outputs import attention_overlay, jpeg_data_url, synthetic_png_file, upscale
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def example_strip_html(paths: list[str], thumb: int = 72) -> str:
     """A row of small clickable thumbnails (inline JPEGs of the bundled public-domain photos)."""
     from PIL import Image
 
-    from idface.ui.outputs import jpeg_data_url
+    from idface.outputs import jpeg_data_url
 
     items = []
     for i, path in enumerate(paths):
@@ -228,7 +228,7 @@ class Handlers:
         if gen is None or not token or token not in gen.attention:
             return gr.update(value=None, label="Attention map")
         heat = np.asarray(gen.attention[token], dtype=np.float32)
-        name = "Identity token" if token == "identity" else DISPLAY_NAMES[CLASS_NAMES.index(token)]
+        name = "Identity token" if token == IDENTITY_TOKEN else DISPLAY_NAMES[CLASS_NAMES.index(token)]
         return gr.update(value=attention_overlay(upscale(gen.image, FRAME_SIZE), heat),
                          label=f"{name}: peak {heat.max():.0%}")
 

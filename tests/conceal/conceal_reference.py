@@ -15,7 +15,9 @@ class DlibJudge:
     def __init__(self):
         import dlib
 
-        from idface.identity.dlib_resnet import RESNET_FILE, dlib_model_path
+        from idface.identity.dlib_resnet import RESNET_FILE
+
+        from idface.weights import dlib_model_path
 
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
@@ -44,7 +46,7 @@ def reference_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM (Wang et al. 2004) on BT.601 luminance with OpenCV's 11x11 Gaussian (sigma 1.5):
-    written apart from idface.conceal.metrics (scipy) on purpose."""
+    written apart from idface.metrics (scipy) on purpose."""
     import cv2
 
     def luma(x):
@@ -68,25 +70,4 @@ def reference_recompress(rgb: np.ndarray) -> np.ndarray:
     buf = io.BytesIO()
     small.save(buf, format="JPEG", quality=75)
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-
-
-def make_plumbing_checkpoint(folder) -> None:
-    """Plumbing only: a random "tiny"-preset model (64 x 64, dlib-resnet identity token). Layers
-    initialised at zero (attention output projections) get small noise so that the identity token
-    and style codes reach the output, as they do in a trained model; the identity projection's
-    output layer is scaled up so that different identities give visibly different outputs."""
-    import torch
-
-    from idface.model import IdFaceModel
-
-    torch.manual_seed(0)
-    model = IdFaceModel("tiny")
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim > 1 and not p.any():
-                p.normal_(0.0, 0.2)
-        for p in model.identity_projection.mlp[-1].parameters():
-            p.mul_(20.0)
-    model.save_pretrained(folder)
-
 

@@ -4,7 +4,9 @@ the PyTorch port) and a tiny plumbing checkpoint for the generator modes."""
 from __future__ import annotations
 
 import pytest
-from conceal_reference import DlibJudge, make_plumbing_checkpoint
+from conceal_reference import DlibJudge
+
+from idface.testing import make_plumbing_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -18,5 +20,5 @@ def plumbing_pipeline(tmp_path_factory):
     from idface.pipeline import IdFacePipeline
 
     folder = tmp_path_factory.mktemp("conceal_plumbing_checkpoint")
-    make_plumbing_checkpoint(folder)
+    make_plumbing_checkpoint(folder, identity_gain=20.0)  # identities visibly steer the output
     return IdFacePipeline.from_pretrained(str(folder))

@@ -9,7 +9,7 @@ import pytest
 
 from idface.images import load_image
 from idface.ui.conceal_panel import EXPLANATION, ConcealHandlers, conceal_bars_html, conceal_tab
-from idface.ui.outputs import read_png_metadata
+from idface.outputs import read_png_metadata
 
 
 def test_panel_builds_inside_blocks():
@@ -55,7 +55,7 @@ def test_photo_attack_through_the_panel(faces_dir):
 def test_bars_show_errors_and_unavailable_recognizers():
     rep = {"goal": "dodge", "recognizers": {"dlib-resnet": {
         "attacked": True, "higher_is_more_similar": False, "threshold": 0.6,
-        "similarity_to_source": 0.7, "similarity_to_target": None, "success": True,
+        "distance_to_source": 0.7, "distance_to_target": None, "success": True,
         "recompressed": {"error": "no face found", "success": False}, "unattacked": {}}},
         "unavailable": {"arcface": "weights missing"}}
     out = conceal_bars_html(rep)

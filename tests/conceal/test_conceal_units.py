@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from idface.conceal import goals, metrics, regions, transforms
+from idface import metrics, weights
+from idface.conceal import goals, regions, transforms
+from idface.conceal.api import distortion
 from idface.errors import InputError
 from idface.images import load_image
 from idface.labels import CLASS_INDEX
+from idface.tensors import to_uint8
 
 from conceal_reference import reference_psnr, reference_recompress, reference_ssim
 
@@ -22,7 +25,7 @@ def crop(faces_dir) -> np.ndarray:
 @pytest.mark.parametrize("quality", [60, 75, 95])
 def test_jpeg_model_is_close_to_libjpeg(crop, quality):
     x = torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255
-    approx = transforms.to_uint8(transforms.jpeg_approx(x, quality)[0])
+    approx = to_uint8(transforms.jpeg_approx(x, quality)[0])
     real = transforms.real_jpeg(crop, quality)
     # the model is much closer to libjpeg than libjpeg is to the input
     assert reference_psnr(approx, real) > 40
@@ -32,7 +35,7 @@ def test_jpeg_model_is_close_to_libjpeg(crop, quality):
 def test_straight_through_jpeg_is_real_forward_with_gradient(crop):
     x = (torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255).requires_grad_(True)
     y = transforms.jpeg_straight_through(x, 75)
-    assert np.array_equal(transforms.to_uint8(y[0]), transforms.real_jpeg(crop, 75))
+    assert np.array_equal(to_uint8(y[0]), transforms.real_jpeg(crop, 75))
     y.sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
@@ -47,17 +50,17 @@ def test_recompress_halves_and_matches_pillow(faces_dir):
 def test_psnr_and_ssim_agree_with_independent_code(crop, rng):
     noisy = np.clip(crop.astype(int) + rng.integers(-6, 7, crop.shape), 0, 255).astype(np.uint8)
     assert metrics.psnr(crop, noisy) == pytest.approx(reference_psnr(crop, noisy), abs=1e-9)
-    assert metrics.ssim(crop, noisy) == pytest.approx(reference_ssim(crop, noisy), abs=2e-3)
-    assert metrics.psnr(crop, crop) == float("inf") and metrics.ssim(crop, crop) == pytest.approx(1.0)
+    assert metrics.ssim_luma(crop, noisy) == pytest.approx(reference_ssim(crop, noisy), abs=2e-3)
+    assert metrics.psnr(crop, crop) == float("inf") and metrics.ssim_luma(crop, crop) == pytest.approx(1.0)
     t = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255  # noqa: E731
-    assert float(metrics.ssim_torch(t(crop), t(noisy))[0]) == pytest.approx(metrics.ssim(crop, noisy), abs=1e-4)
+    assert float(metrics.ssim_luma_torch(t(crop), t(noisy))[0]) == pytest.approx(metrics.ssim_luma(crop, noisy), abs=1e-4)
     # 30 dB budget <-> mean squared error
     assert 10 * np.log10(255 ** 2 / metrics.mse_for_psnr(30.0)) == pytest.approx(30.0)
 
 
 def test_lpips_is_reported_unavailable_with_a_reason_or_computed(crop):
-    d = metrics.distortion(crop, crop)
-    if metrics.lpips_status() == "available":
+    d = distortion(crop, crop)
+    if weights.lpips_status() == "available":
         assert d["lpips"] == pytest.approx(0.0, abs=1e-4)
     else:
         assert d["lpips"] == "unavailable" and d["lpips_note"]
@@ -110,3 +113,38 @@ def test_recognizer_selection_names_what_cannot_be_attacked():
     if status["dlib-resnet"] == "available" and status["arcface"] == "available":
         attacked, transfer, _ = select_recognizers("dlib-resnet")
         assert [r.name for r in attacked] == ["dlib-resnet"] and [r.name for r in transfer] == ["arcface"]
+
+
+def test_settings_are_typed_and_unknown_fields_are_refused():
+    from idface.conceal import PhotoAttackSettings, TokenAttackSettings, mode_settings
+
+    assert mode_settings("photo", {"min_psnr": 35.0}) == PhotoAttackSettings(min_psnr=35.0)
+    assert isinstance(mode_settings("swap"), TokenAttackSettings)
+    typed = TokenAttackSettings(steps=3)
+    assert mode_settings("token", typed) is typed
+    with pytest.raises(InputError, match="max_chnage"):
+        mode_settings("photo", {"max_chnage": 3})
+    with pytest.raises(InputError, match="PhotoAttackSettings"):
+        mode_settings("photo", typed)
+
+
+def _verdicts(margin: float) -> dict:
+    v = {"success": margin > 0, "success_with_margin": margin >= 0.03, "goal_margin": margin}
+    return {"rec": {"raw": dict(v), "recompressed": dict(v)}}
+
+
+def test_the_shared_search_keeps_the_best_verified_state_and_stops_at_the_goal():
+    from idface.conceal.search import search
+
+    margins = iter([-0.2, -0.1, 0.01, 0.05, 0.9])
+    images = [np.full((2, 2, 3), i, np.uint8) for i in range(5)]
+    shown = iter(images)
+    out = search(start_image=np.zeros((2, 2, 3), np.uint8), start_verified=_verdicts(-0.5), steps=10,
+                 max_seconds=None, robust=True, step=lambda i: ({"step": i}, True),
+                 candidate=lambda: next(shown), verify=lambda image: _verdicts(next(margins)))
+    assert out.stopped == "goal reached" and out.steps == 4 and out.image[0, 0, 0] == 3
+    assert [r["step"] for r in out.history] == [1, 2, 3, 4]
+    # over budget (no candidate): nothing verified, the best stays the start, the step limit ends it
+    out = search(start_image=images[0], start_verified=_verdicts(-0.5), steps=3, max_seconds=None, robust=True,
+                 step=lambda i: ({"step": i}, True), candidate=lambda: None, verify=lambda image: 1 / 0)
+    assert out.stopped == "step limit" and out.image is images[0] and all(r["over_budget"] for r in out.history)

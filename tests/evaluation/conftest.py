@@ -1,11 +1,8 @@
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from rawdata import write_raw_dataset  # noqa: E402
+from idface.testing.rawdata import write_raw_dataset
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from idface.cli import main
+from idface.errors import WeightsNotFoundError
 from idface.evaluation.evaluate import injection_pairs, resolve_model_folder
 from idface.training.data import FaceMaskDataset
 
@@ -26,7 +27,7 @@ def test_eval_writes_every_metric_it_can_compute(tiny_checkpoint, prepared_eval,
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads((out / "metrics.json").read_text())
     assert report["images"] == 4
-    assert 0 < report["psnr_db"] < 60 and -1 <= report["ssim"] <= 1
+    assert 0 < report["psnr_db"] < 60 and -1 <= report["ssim_rgb"] <= 1
     from idface.identity.registry import available_recognizers, recognizer_status
 
     for name in available_recognizers():
@@ -57,10 +58,21 @@ def test_checkpoint_resolution(tmp_path, tiny_checkpoint):
     (run / "checkpoints" / "step_00000010" / "ema").mkdir(parents=True)
     (run / "checkpoints" / "step_00000010" / "trainer_state.json").write_text("{}")
     assert resolve_model_folder(str(run)).endswith("step_00000010/ema")
-    assert resolve_model_folder("user/some-repo") == "user/some-repo"
+    with pytest.raises(WeightsNotFoundError, match="user/some-repo"):  # offline, not in the Hub cache
+        resolve_model_folder("user/some-repo")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["eval", "--checkpoint", str(empty), "--data", str(tmp_path)]) == 1
+
+
+def test_eval_of_a_pinned_hub_checkpoint_offline_is_one_line_naming_what_was_tried(tmp_path, capsys, monkeypatch):
+    """`idface eval --checkpoint org/name@<commit>` goes through idface.hub.resolve_checkpoint."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert main(["eval", "--checkpoint", f"org/name@{commit}", "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("error: no usable checkpoint") and f"Hub repo org/name@{commit}" in err
 
 
 def test_eval_on_a_training_configs_data(tiny_checkpoint, prepared_eval, tmp_path, capsys):

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from idface.errors import UnavailableError, WeightsNotFoundError
+from idface import weights
 from idface.identity import arcface
-from idface.identity.arcface import ArcFaceRecognizer, build_arcface_ir_se50, locate_arcface_weights
+from idface.identity.arcface import ArcFaceRecognizer, build_arcface_ir_se50
+from idface.weights import arcface_weights_path
 
 REPO = "idface-test/facexlib-mirror"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -32,8 +34,8 @@ def isolated(monkeypatch, tmp_path):
     """No local weights anywhere; facexlib's model_rootpath is a fresh folder."""
     monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path / "facexlib_weights"))
     monkeypatch.setenv("IDFACE_WEIGHTS_DIR", str(tmp_path / "local"))
-    monkeypatch.setenv(arcface.MIRROR_REPO_ENV, REPO)
-    found = arcface.facexlib_weight_path(arcface.WEIGHTS_FILE)
+    monkeypatch.setenv(weights.ARCFACE_MIRROR_REPO_ENV, REPO)
+    found = weights.facexlib_weight_path(arcface.WEIGHTS_FILE)
     if found is not None:  # real weights in the repository's weights/facexlib
         pytest.skip(f"real ArcFace weights present at {found}")
     return tmp_path
@@ -52,9 +54,9 @@ def prefill_hf_cache(cache, src):
 def test_offline_without_weights_is_unavailable_with_every_place_tried(isolated):
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(WeightsNotFoundError) as err:
-        locate_arcface_weights(hf_cache_dir=isolated / "empty_cache")
+        arcface_weights_path(hf_cache_dir=isolated / "empty_cache")
     msg = str(err.value)
-    assert "local folders" in msg and f"HF cache {REPO}/{arcface.WEIGHTS_FILE}" in msg and arcface.RELEASE_URL in msg
+    assert "local folders" in msg and f"HF cache {REPO}/{arcface.WEIGHTS_FILE}" in msg and weights.ARCFACE_RELEASE_URL in msg
     with pytest.raises(UnavailableError, match="arcface unavailable"):
         ArcFaceRecognizer()
 
@@ -62,29 +64,29 @@ def test_offline_without_weights_is_unavailable_with_every_place_tried(isolated)
 def test_hub_mirror_from_prefilled_cache_installs_into_facexlib_rootpath(isolated, random_state_file):
     cache = isolated / "hf_cache"
     prefill_hf_cache(cache, random_state_file)
-    path = locate_arcface_weights(hf_cache_dir=cache)
+    path = arcface_weights_path(hf_cache_dir=cache)
     assert path == isolated / "facexlib_weights" / arcface.WEIGHTS_FILE  # where facexlib looks
     assert path.read_bytes() == random_state_file.read_bytes()
     # now found locally, without the cache
-    assert locate_arcface_weights(hf_cache_dir=isolated / "empty_cache") == path
+    assert arcface_weights_path(hf_cache_dir=isolated / "empty_cache") == path
     assert arcface.arcface_status() == "available"
 
 
 def test_hub_mirror_revision_pin_selects_the_snapshot(isolated, random_state_file, monkeypatch):
     cache = isolated / "hf_cache"
     prefill_hf_cache(cache, random_state_file)
-    monkeypatch.setenv(arcface.MIRROR_REVISION_ENV, "f" * 40)  # a commit the cache does not hold
+    monkeypatch.setenv(weights.ARCFACE_MIRROR_REVISION_ENV, "f" * 40)  # a commit the cache does not hold
     with pytest.raises(WeightsNotFoundError, match=f"HF cache {REPO}"):
-        locate_arcface_weights(hf_cache_dir=cache)
-    monkeypatch.setenv(arcface.MIRROR_REVISION_ENV, COMMIT)
-    assert locate_arcface_weights(hf_cache_dir=cache).read_bytes() == random_state_file.read_bytes()
+        arcface_weights_path(hf_cache_dir=cache)
+    monkeypatch.setenv(weights.ARCFACE_MIRROR_REVISION_ENV, COMMIT)
+    assert arcface_weights_path(hf_cache_dir=cache).read_bytes() == random_state_file.read_bytes()
 
 
 def test_local_folder_comes_first(isolated, random_state_file):
     local = isolated / "local"
     local.mkdir()
     (local / arcface.WEIGHTS_FILE).write_bytes(random_state_file.read_bytes())
-    assert locate_arcface_weights() == local / arcface.WEIGHTS_FILE
+    assert arcface_weights_path() == local / arcface.WEIGHTS_FILE
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ def test_same_person_json(capsys, faces_dir):
     by_name = {r["recognizer"]: r for r in records}
     dlib = by_name["dlib-resnet"]
     assert dlib["available"] and dlib["same_person"] is True
-    assert dlib["threshold"] == 0.6 and 0 < dlib["similarity"] < 0.6
+    assert dlib["threshold"] == 0.6 and 0 < dlib["distance"] < 0.6 and "similarity" not in dlib and not dlib["higher_is_more_similar"]
     assert dlib["faces"] == ["1 face found", "1 face found"] or all("face" in m for m in dlib["faces"])
     arc = by_name["arcface"]
     assert arc["available"] is False and "not found" in arc["reason"] and arc["same_person"] is None

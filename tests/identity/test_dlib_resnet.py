@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from idface import weights
 from idface.errors import UnavailableError, WeightsNotFoundError
 from idface.identity import dlib_resnet as dr
 
@@ -40,8 +41,8 @@ def reference(faces_dir):
     from PIL import Image
 
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(dr.dlib_model_path("shape_predictor_5_face_landmarks.dat")))
-    recognizer = dlib.face_recognition_model_v1(str(dr.dlib_model_path(dr.RESNET_FILE)))
+    predictor = dlib.shape_predictor(str(weights.dlib_model_path("shape_predictor_5_face_landmarks.dat")))
+    recognizer = dlib.face_recognition_model_v1(str(weights.dlib_model_path(dr.RESNET_FILE)))
     chips = {}
     descriptors = {}
     for name in PHOTOS:
@@ -134,7 +135,7 @@ def test_gradients_reach_the_input(reference, tmp_path):
 
 
 def test_cache_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setenv(dr.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path))
     first = dr.load_dlib_resnet()
     cached = list(tmp_path.glob("*.safetensors"))
     assert len(cached) == 1 and cached[0].name.startswith("dlib_face_recognition_resnet_model_v1.")
@@ -146,7 +147,7 @@ def test_cache_round_trip(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dr, "convert_dlib_resnet", no_conversion)
     second = dr.load_dlib_resnet()
-    direct = dr.state_dict_from_dat(dr.read_dlib_dat(dr.dlib_model_path(dr.RESNET_FILE)))
+    direct = dr.state_dict_from_dat(dr.read_dlib_dat(weights.dlib_model_path(dr.RESNET_FILE)))
     for key, value in second.state_dict().items():
         assert torch.equal(value, first.state_dict()[key]), key
         assert torch.equal(value, direct[key]), key
@@ -170,7 +171,7 @@ def test_broken_cache_file_is_converted_again(tmp_path):
 
 
 def test_reader_describes_the_network():
-    net = dr.read_dlib_dat(dr.dlib_model_path(dr.RESNET_FILE))
+    net = dr.read_dlib_dat(weights.dlib_model_path(dr.RESNET_FILE))
     assert net.loss["version"] == "loss_metric_2"
     assert net.loss["distance_threshold"] == pytest.approx(dr.SAME_PERSON_DISTANCE)
     assert net.input["nr"] == net.input["nc"] == 150
@@ -184,7 +185,7 @@ def test_reader_describes_the_network():
 
 @pytest.mark.parametrize("cut", [0, 1, 40, 330, 11_000_000, -1])
 def test_truncated_file_names_the_file(tmp_path, cut):
-    source = dr.dlib_model_path(dr.RESNET_FILE).read_bytes()
+    source = weights.dlib_model_path(dr.RESNET_FILE).read_bytes()
     broken = tmp_path / "truncated_model.dat"
     broken.write_bytes(source[:cut] if cut >= 0 else source[:-1])
     with pytest.raises(dr.DlibFormatError) as info:
@@ -197,7 +198,7 @@ def test_truncated_file_names_the_file(tmp_path, cut):
 
 
 def test_corrupt_layer_name_and_foreign_file(tmp_path, faces_dir):
-    source = bytearray(dr.dlib_model_path(dr.RESNET_FILE).read_bytes())
+    source = bytearray(weights.dlib_model_path(dr.RESNET_FILE).read_bytes())
     at = source.index(b"affine_")
     source[at : at + 7] = b"affxne_"
     broken = tmp_path / "corrupt.dat"
@@ -215,17 +216,17 @@ def test_corrupt_layer_name_and_foreign_file(tmp_path, faces_dir):
 
 
 def test_other_dlib_network_is_rejected(tmp_path):
-    net = dr.read_dlib_dat(dr.dlib_model_path(dr.RESNET_FILE))
+    net = dr.read_dlib_dat(weights.dlib_model_path(dr.RESNET_FILE))
     del net.layers[10]  # an add_prev: the structure no longer is dlib's ResNet
     with pytest.raises(dr.DlibFormatError, match="not dlib's face-recognition ResNet"):
         dr.state_dict_from_dat(net)
 
 
 def test_model_path_lookup():
-    path = dr.dlib_model_path(dr.RESNET_FILE)
+    path = weights.dlib_model_path(dr.RESNET_FILE)
     assert path.is_file() and path.parent.name == "models"
     with pytest.raises(WeightsNotFoundError, match="no_such_model.dat"):
-        dr.dlib_model_path("no_such_model.dat")
+        weights.dlib_model_path("no_such_model.dat")
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ def embeddings(dlib_rec, faces_dir):
 
 
 def test_status_names_every_recognizer_with_a_reason(monkeypatch, tmp_path):
-    from idface.identity.arcface import WEIGHTS_FILE, facexlib_weight_path
+    from idface.weights import ARCFACE_FILE as WEIGHTS_FILE, facexlib_weight_path
 
     monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path))
     if facexlib_weight_path(WEIGHTS_FILE) is not None:
@@ -72,7 +72,7 @@ def test_photo_descriptor_matches_dlib_itself(dlib_rec, faces_dir):
     import dlib
 
     from idface.faces import locate_face
-    from idface.faces.detect import dlib_model_file
+    from idface.weights import dlib_model_file
     from idface.identity.dlib_recognizer import dlib_face_chip
 
     rgb, det = locate_face(faces_dir / "grace_hopper.jpg")

@@ -5,20 +5,17 @@ upload-deletion test launches its own copy with a schedule of seconds."""
 from __future__ import annotations
 
 import os
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # app.py and scripts/ live at the repository root
 
 
 @pytest.fixture(scope="session")
 def robust_checkpoint(tmp_path_factory) -> Path:
-    from scripts.load_test import make_plumbing_checkpoint
+    from idface.testing import make_plumbing_checkpoint
 
     folder = tmp_path_factory.mktemp("robust_checkpoint")
     make_plumbing_checkpoint(folder)
@@ -27,7 +24,7 @@ def robust_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def robust_engine(robust_checkpoint):
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     return Engine(checkpoint=str(robust_checkpoint))
 
@@ -37,7 +34,7 @@ def launched(engine, delete_cache: str | None = None):
     """The demo on 127.0.0.1 with a 0.25 s heartbeat (and IDFACE_DELETE_CACHE when given);
     yields (url, demo)."""
     import app
-    from scripts.load_test import free_port
+    from idface.testing import free_port
 
     saved = {k: os.environ.get(k) for k in ("IDFACE_DELETE_CACHE", "GRADIO_HEARTBEAT_INTERVAL")}
     if delete_cache:

@@ -75,7 +75,7 @@ def start_app(port: int, folder: Path, checkpoint: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_restart_after_kill_removes_the_previous_runs_uploads(robust_checkpoint, tmp_path, faces_dir):
-    from scripts.load_test import free_port
+    from idface.testing import free_port
 
     folder, port = tmp_path / "app", free_port()
     proc = start_app(port, folder, robust_checkpoint)

@@ -36,7 +36,7 @@ def test_upload_over_the_cap_is_refused(robust_app):
 
 def test_session_store_is_capped(robust_app):
     """More visitors than MAX_SESSIONS: the store stays at the cap (least recently used out)."""
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     url, demo = robust_app
     s = BrowserSession(url)
@@ -57,7 +57,7 @@ def test_session_store_is_capped(robust_app):
 def test_junk_sessions_do_not_evict_a_visitor_with_faces(robust_app, faces_dir):
     """MAX_SESSIONS + 20 requests from new session ids that hold nothing (each fails) leave the
     visitor who prepared a face in the store (issue 17: 200 failing calls pushed one out)."""
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     url, demo = robust_app
     visitor = BrowserSession(url)

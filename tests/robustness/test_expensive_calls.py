@@ -55,7 +55,7 @@ def test_client_address_behind_a_proxy():
 
 @pytest.mark.slow
 def test_generate_answers_while_a_conceal_runs_and_a_flood_is_refused(robust_app, faces_dir):
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     url, demo = robust_app
     probe = BrowserSession(url)

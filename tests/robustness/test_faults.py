@@ -5,9 +5,6 @@ affected feature marked unavailable and says why, in one line, never a stack tra
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -62,7 +59,7 @@ def broken_arcface(tmp_path, monkeypatch):
 
 def test_engine_marks_a_broken_recognizer_unavailable_and_keeps_the_others(broken_arcface):
     from idface.ui.bars import identity_bars_html
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     engine = Engine(load_generator=False)
     assert "dlib-resnet" in engine.recognizers()
@@ -78,9 +75,10 @@ def test_engine_marks_a_broken_recognizer_unavailable_and_keeps_the_others(broke
 def test_missing_recognizer_weights_say_where_they_were_looked_for(monkeypatch, tmp_path):
     """No ArcFace file anywhere (offline): the registry says which places were tried."""
     pytest.importorskip("facexlib")
-    from idface.identity import arcface, registry
+    from idface import weights
+    from idface.identity import registry
 
-    monkeypatch.setattr(arcface, "facexlib_weight_path", lambda name: None)
+    monkeypatch.setattr(weights, "facexlib_weight_path", lambda name: None)
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))  # read per call
@@ -101,7 +99,7 @@ class Boom(RuntimeError):
 
 
 def test_generator_raising_mid_request_keeps_the_app_serving(robust_app, robust_engine, monkeypatch):
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     from idface.images import load_mask
     from idface.ui.maskcodec import encode_label_map
@@ -149,7 +147,8 @@ def test_generator_raising_mid_request_keeps_the_app_serving(robust_app, robust_
 
 @pytest.mark.slow
 def test_app_starts_with_hub_unreachable_broken_arcface_and_unwritable_cache(tmp_path):
-    from scripts.load_test import BrowserSession, free_port
+    from idface.testing import app_process
+    from idface.testing.browser import BrowserSession
 
     pytest.importorskip("facexlib")
     from idface.identity.arcface import WEIGHTS_FILE
@@ -157,25 +156,11 @@ def test_app_starts_with_hub_unreachable_broken_arcface_and_unwritable_cache(tmp
     weights = tmp_path / "facexlib_weights"
     weights.mkdir()
     (weights / WEIGHTS_FILE).write_bytes(b"\x80\x04truncated")
-    port = free_port()
     env = dict(os.environ, IDFACE_CHECKPOINT="some-org/idface-demo", HF_HUB_OFFLINE="1",
                HF_HUB_CACHE=str(tmp_path / "empty_hf_cache"), IDFACE_CACHE_DIR=str(unwritable_dir(tmp_path)),
-               IDFACE_WEIGHTS_DIR=str(weights), GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
-    env.pop("GRADIO_SERVER_NAME", None)
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 180
-        config = None
-        while time.time() < deadline and config is None:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            try:
-                r = httpx.get(url + "config", timeout=2)
-                config = r.json() if r.status_code == 200 else None
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        assert config is not None, "the app did not start"
+               IDFACE_WEIGHTS_DIR=str(weights), GRADIO_ANALYTICS_ENABLED="False")
+    with app_process(env, cwd=ROOT, timeout_s=180) as (url, _):
+        config = httpx.get(url + "config", timeout=10).json()
         checkpoint = next(c["props"]["value"] for c in config["components"]
                           if c.get("props", {}).get("elem_id") == "checkpoint")
         # the page says the generator is unavailable and why: the named repo, offline, how to fix
@@ -199,9 +184,4 @@ def test_app_starts_with_hub_unreachable_broken_arcface_and_unwritable_cache(tmp
         s.close()
         bars = str(out[3])
         assert ok and "dlib" in bars.lower() and "arcface" in bars.lower() and "fetch" in bars
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+

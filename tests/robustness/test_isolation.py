@@ -2,7 +2,7 @@
 freed when they leave; uploaded files are deleted on the app's schedule.
 
 Two concurrent gradio_client clients on /generate, and two concurrent "browser" sessions speaking
-the page's own protocol (scripts/load_test.BrowserSession), each with different faces. Each must
+the page's own protocol (idface.testing.browser.BrowserSession), each with different faces. Each must
 get results computed from its own inputs only. The app runs in this process, so the server-side
 session store (demo.state_holder) is inspected directly. Uploads deleted on schedule: see
 test_upload_deletion.py."""
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from idface.ui.engine import generate_from_photos
+from idface.engine import generate_from_photos
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def _download(session, file_data) -> np.ndarray:
 
 
 def test_session_state_belongs_to_its_visitor(robust_app, expected):
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     from idface.ui.maskcodec import encode_label_map
     from idface.images import load_mask
@@ -146,7 +146,7 @@ def test_session_state_belongs_to_its_visitor(robust_app, expected):
 def test_session_freed_when_visitor_leaves(robust_app):
     """The page keeps a heartbeat connection open; when it drops (tab closed), the app's unload
     handler removes that visitor's whole session at once."""
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     url, demo = robust_app
     s = BrowserSession(url)

@@ -34,7 +34,7 @@ def valid_gray_png(width: int, height: int) -> bytes:
 
 
 def prepare_style_face(url, tmp_path, name: str, data: bytes):
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     path = tmp_path / name
     path.write_bytes(data)

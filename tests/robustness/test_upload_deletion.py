@@ -26,7 +26,7 @@ def test_schedule_default_and_override(monkeypatch):
 
 
 def test_uploads_and_outputs_deleted_on_schedule(robust_engine, launch_app, tmp_path):
-    from scripts.load_test import BrowserSession
+    from idface.testing.browser import BrowserSession
 
     with launch_app(robust_engine, delete_cache="1,2") as (url, demo):
         assert demo.delete_cache == (1, 2)

@@ -95,7 +95,7 @@ def test_arcface_loader_refuses_code_in_a_pth(tmp_path):
 
 
 def test_generator_loader_refuses_a_pickle_named_safetensors(tmp_path):
-    from scripts.load_test import make_plumbing_checkpoint
+    from idface.testing import make_plumbing_checkpoint
 
     from idface.pipeline import IdFacePipeline
 
@@ -181,7 +181,7 @@ def test_space_config_pins_hub_revisions():
 
 @pytest.fixture(scope="module")
 def checkpoint_folder(tmp_path_factory) -> Path:
-    from scripts.load_test import make_plumbing_checkpoint
+    from idface.testing import make_plumbing_checkpoint
 
     folder = tmp_path_factory.mktemp("good_checkpoint")
     make_plumbing_checkpoint(folder)
@@ -209,7 +209,7 @@ def test_damaged_generator_weights_named_with_how_to_refetch(checkpoint_folder, 
 
 
 def test_app_engine_starts_without_a_damaged_generator(checkpoint_folder, tmp_path):
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     folder = tmp_path / "ckpt"
     shutil.copytree(checkpoint_folder, folder)
@@ -225,7 +225,9 @@ def test_corrupt_dlib_cache_is_rebuilt(tmp_path):
     the cache rewritten, and the network gives the same descriptors."""
     from safetensors import safe_open
 
-    from idface.identity.dlib_resnet import RESNET_FILE, cached_weights_path, dlib_model_path, load_dlib_resnet
+    from idface.identity.dlib_resnet import RESNET_FILE, cached_weights_path, load_dlib_resnet
+
+    from idface.weights import dlib_model_path
 
     source = dlib_model_path(RESNET_FILE)
     reference = load_dlib_resnet()  # from the repository's cache
@@ -240,7 +242,8 @@ def test_corrupt_dlib_cache_is_rebuilt(tmp_path):
 
 
 def test_truncated_dlib_dat_named_with_how_to_refetch(tmp_path):
-    from idface.identity.dlib_resnet import RESNET_FILE, DlibFormatError, dlib_model_path, load_dlib_resnet
+    from idface.identity.dlib_resnet import RESNET_FILE, DlibFormatError, load_dlib_resnet
+    from idface.weights import dlib_model_path
 
     source = dlib_model_path(RESNET_FILE)
     for cut in (0.5, 0.001):

@@ -1,13 +1,10 @@
 """Fixtures of the training tests: a tiny raw-layout data set and its prepared form."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from rawdata import write_raw_dataset  # noqa: E402
+from idface.testing.rawdata import write_raw_dataset
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from idface import weights
 from idface.errors import UnavailableError
 from idface.model.discriminator import DiscriminatorConfig, MultiScaleDiscriminator
 from idface.training import losses as L
@@ -43,7 +44,7 @@ def test_attention_loss_rewards_attention_on_the_class_region():
 
 def test_vgg19_unavailable_names_where_it_looked(monkeypatch, tmp_path):
     monkeypatch.setenv("IDFACE_VGG19", str(tmp_path / "nope.pth"))
-    monkeypatch.setattr(L, "vgg19_weight_candidates", lambda: [tmp_path / "nope.pth"])
+    monkeypatch.setattr(weights, "vgg19_candidates", lambda: [tmp_path / "nope.pth"])
     with pytest.raises(UnavailableError, match="nope.pth"):
         L.load_vgg19()
 

@@ -7,7 +7,7 @@ from PIL import Image
 from idface.cli import main
 from idface.labels import CLASS_INDEX
 from idface.training.prepare import merge_part_masks, part_mask_paths, prepare, split_of
-from rawdata import write_raw_dataset
+from idface.testing.rawdata import write_raw_dataset
 
 
 def read_index(folder):

@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from idface.cli import main
+from idface.tensors import onehot
 from idface.training import losses as L
 from idface.training.config import TrainConfig
-from idface.training.data import onehot
 from idface.training.train import Trainer, lr_factor
 
 ROOT = Path(__file__).resolve().parents[2]

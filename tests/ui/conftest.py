@@ -4,37 +4,13 @@ on loopback."""
 
 from __future__ import annotations
 
-import socket
-import sys
 from pathlib import Path
 
 import pytest
 
+from idface.testing import free_port, make_plumbing_checkpoint
+
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # app.py lives at the repository root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def make_plumbing_checkpoint(folder) -> None:
-    """A random "tiny" model. Zero-initialised layers (the attention output projections) get small
-    noise, so the output depends on the style codes and identity token as a trained model's does."""
-    import torch
-
-    from idface.model import IdFaceModel
-
-    torch.manual_seed(0)
-    model = IdFaceModel("tiny")
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim > 1 and not p.any():
-                p.normal_(0.0, 0.2)
-    model.save_pretrained(folder)
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +22,7 @@ def plumbing_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def plumbing_engine(plumbing_checkpoint):
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     return Engine(checkpoint=str(plumbing_checkpoint))
 

@@ -8,7 +8,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from idface.ui.outputs import read_png_metadata
+from idface.outputs import read_png_metadata
 
 MASKS = __import__("pathlib").Path(__file__).resolve().parents[2] / "assets" / "masks"
 
@@ -31,7 +31,9 @@ def _check_scores(scores, engine):
     assert names, "no recognizer available: the identity bars would be empty"
     assert set(scores["recognizers"]) == names
     for name, e in scores["recognizers"].items():
-        for key in ("similarity_to_style", "similarity_to_identity", "style_vs_identity", "threshold"):
+        kind = "similarity" if e["higher_is_more_similar"] else "distance"
+        assert f"{'distance' if kind == 'similarity' else 'similarity'}_to_style" not in e  # keys say what they hold
+        for key in (f"{kind}_to_style", f"{kind}_to_identity", "style_vs_identity", "threshold"):
             assert np.isfinite(e[key]), (name, key)
         assert e["verdict"] in ("recognized as the identity face", "recognized as the style face",
                                 "matches both faces", "matches neither face")

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from idface.labels import CLASS_INDEX
-
-from ui_browser import chromium_page, outputs_after, paint_stroke, select_class, wait_ready  # noqa: E402
+from idface.testing.browser import chromium_page, outputs_after, paint_stroke, select_class, wait_ready
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

@@ -5,20 +5,15 @@ that dlib-ResNet verifies as that person, and the page says the checkpoint is a 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from idface.testing import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_app(monkeypatch_module):
     import app
-    from idface.ui.engine import Engine
+    from idface.engine import Engine
 
     monkeypatch_module.delenv("IDFACE_CHECKPOINT", raising=False)
     engine = Engine()
@@ -64,5 +59,5 @@ def test_generate_api_reconstructs_a_training_photo_as_the_same_person(demo_app)
         assert img.size == (engine.image_size,) * 2
     dlib = scores["recognizers"]["dlib-resnet"]
     assert dlib["same_as_style"] is True, dlib
-    assert dlib["similarity_to_style"] < dlib["threshold"]
+    assert dlib["distance_to_style"] < dlib["threshold"]
     assert dlib["verdict"] == "matches both faces"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ui_browser import WATCH_OUTPUT, chromium_page, outputs_after  # noqa: E402
+from idface.testing.browser import WATCH_OUTPUT, chromium_page, outputs_after
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 RESULT_PICTURES = ["#generated img", ".result-pic.face-style img", ".result-pic.face-identity img"]

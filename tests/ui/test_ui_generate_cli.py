@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from idface.cli import main
-from idface.ui.outputs import read_png_metadata
+from idface.outputs import read_png_metadata
 
 MASKS = Path(__file__).resolve().parents[2] / "assets" / "masks"
 
@@ -24,15 +24,17 @@ def test_generate_cli_json_plumbing_checkpoint(plumbing_checkpoint, plumbing_eng
     assert read_png_metadata(out)["idface:synthetic"] == "true"
     assert set(report["recognizers"]) == set(plumbing_engine.recognizers())
     for e in report["recognizers"].values():
-        assert {"similarity_to_style", "similarity_to_identity", "threshold", "same_as_style",
+        kind = "similarity" if e["higher_is_more_similar"] else "distance"  # keys say what they hold
+        assert {f"{kind}_to_style", f"{kind}_to_identity", "threshold", "same_as_style",
                 "same_as_identity", "verdict"} <= set(e)
     # the same pipeline function as /generate gives the same numbers
-    from idface.ui.engine import generate_from_photos
+    from idface.engine import generate_from_photos
 
     gen, _, _ = generate_from_photos(plumbing_engine, MASKS / "drawn_face_color.png", faces_dir / "obama.jpg",
                                      faces_dir / "biden.jpg")
     for name, e in gen.scores["recognizers"].items():
-        assert abs(e["similarity_to_identity"] - report["recognizers"][name]["similarity_to_identity"]) < 1e-2  # uint8 rounding
+        key = ("similarity" if e["higher_is_more_similar"] else "distance") + "_to_identity"
+        assert abs(e[key] - report["recognizers"][name][key]) < 1e-2  # uint8 rounding
 
 
 def test_generate_cli_bad_input_is_one_line(plumbing_checkpoint, faces_dir, tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from idface.ui.engine import Engine
+from idface.engine import Engine
 from idface.ui.handlers import Handlers
 from idface.ui.maskcodec import decode_label_map
 
@@ -67,7 +67,7 @@ def test_several_faces_message_says_which_one_was_used(handlers, faces_dir):
 
 
 def test_where_in_photo_words():
-    from idface.ui.engine import where_in_photo
+    from idface.engine import where_in_photo
 
     assert where_in_photo([0, 0, 10, 10], (100, 100)) == "at the top left"
     assert where_in_photo([45, 45, 55, 55], (100, 100)) == "in the middle"

@@ -5,8 +5,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from idface.ui.bars import identity_bars_html, verdict
-from idface.ui.outputs import IPTC_SYNTHETIC, attention_overlay, read_png_metadata, save_synthetic_png
+from idface.engine import verdict
+from idface.outputs import IPTC_SYNTHETIC, attention_overlay, read_png_metadata, save_synthetic_png
+from idface.ui.bars import identity_bars_html
 
 
 def test_png_metadata_marks_synthetic_with_checkpoint_and_settings(tmp_path, rng):
@@ -50,7 +51,7 @@ def test_verdict_words():
 def test_bars_show_every_recognizer_threshold_and_unavailable_ones():
     scores = {
         "recognizers": {
-            "dlib-resnet": _entry(similarity_to_style=0.8, similarity_to_identity=0.4, same_as_style=False,
+            "dlib-resnet": _entry(distance_to_style=0.8, distance_to_identity=0.4, same_as_style=False,
                                   same_as_identity=True, style_vs_identity=0.84, style_same_as_identity=False),
             "cosine-model": {"threshold": 0.3, "higher_is_more_similar": True, "style_vs_identity": 0.1,
                              "style_same_as_identity": False},
@@ -71,7 +72,7 @@ def test_old_downloads_are_pruned(tmp_path, rng):
     import os
     import time
 
-    from idface.ui.outputs import OUTPUT_MAX_AGE_S, synthetic_png_file
+    from idface.outputs import OUTPUT_MAX_AGE_S, synthetic_png_file
 
     img = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
     old = synthetic_png_file(img, "ckpt", {}, directory=str(tmp_path))

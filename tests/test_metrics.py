@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from idface.evaluation import metrics as M
+from idface import metrics as M
+from idface import weights
 
 
 def test_psnr_from_mse():
     a = torch.zeros(2, 3, 8, 8)
     b = a + 0.1  # mse 0.01 -> 20 dB
-    assert M.psnr(b, a).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
-    assert torch.isinf(M.psnr(a, a)).all()
+    assert M.psnr(b, a, data_range=1.0).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+    assert torch.isinf(M.psnr(a, a, data_range=1.0)).all()
 
 
 def test_ssim_closed_form_on_constant_images():
@@ -17,16 +18,16 @@ def test_ssim_closed_form_on_constant_images():
     a, b = 0.2, 0.6
     x, y = torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b)
     c1 = 0.01**2
-    assert M.ssim(x, y).item() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=5e-4)  # float32 moments
+    assert M.ssim_rgb(x, y).item() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=5e-4)  # float32 moments
 
 
 def test_ssim_is_one_for_identical_and_drops_with_noise():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 32, 32, generator=g)
-    assert M.ssim(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    assert M.ssim_rgb(x, x).item() == pytest.approx(1.0, abs=1e-5)
     slight = (x + 0.02 * torch.randn(x.shape, generator=g)).clamp(0, 1)
     heavy = (x + 0.3 * torch.randn(x.shape, generator=g)).clamp(0, 1)
-    assert 1.0 > M.ssim(slight, x).item() > M.ssim(heavy, x).item()
+    assert 1.0 > M.ssim_rgb(slight, x).item() > M.ssim_rgb(heavy, x).item()
 
 
 def test_mean_iou():
@@ -45,11 +46,9 @@ def test_frechet_distance():
 
 
 def test_lpips_and_fid_say_why_they_are_unavailable(monkeypatch, tmp_path):
-    monkeypatch.setattr(M, "inception_candidates", lambda: [tmp_path / "none.pth"])
+    monkeypatch.setattr(weights, "inception_candidates", lambda: [tmp_path / "none.pth"])
     with pytest.raises(M.UnavailableError, match="none.pth"):
         M.FIDMetric()
-    try:
-        import lpips  # noqa: F401
-    except ImportError:
-        with pytest.raises(M.UnavailableError, match="lpips"):
+    if weights.lpips_status() != "available":
+        with pytest.raises(M.UnavailableError, match="LPIPS unavailable"):
             M.LPIPSMetric()

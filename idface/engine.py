@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,15 +23,15 @@ import torch
 
 from idface.errors import IdfaceError, InputError, UnavailableError, WeightsNotFoundError
 from idface.images import load_image, load_mask
-from idface.labels import CLASS_NAMES, DISPLAY_NAMES, NUM_CLASSES, validate_label_map
+from idface.labels import CLASS_NAMES, DISPLAY_NAMES, IDENTITY_TOKEN, NUM_CLASSES, validate_label_map
+from idface.tensors import image_tensor
+from idface.weights import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # The editor and the display work in the faces package's generator frame (256 x 256).
 FRAME_SIZE = 256
 IDENTITY_SOURCES = ("identity", "style", "none")
-IDENTITY_TOKEN = "identity"  # attention-map name of the identity token (idface.pipeline.TOKEN_NAMES)
 # fp32 by default; IDFACE_PRECISION=bf16 halves generator time on CPUs with AVX-512 bf16.
 PRECISION = os.environ.get("IDFACE_PRECISION", "fp32")
 
@@ -61,11 +60,6 @@ class Generation:
     attention: dict[str, np.ndarray]          # token name -> [h, w] float16 map (may be empty)
     settings: dict                            # what made it (for the PNG metadata)
     seconds: float
-
-
-def to_frame_tensor(image: np.ndarray) -> torch.Tensor:
-    """RGB uint8 [H, W, 3] -> float [1, 3, H, W] in [0, 1]."""
-    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float() / 255.0
 
 
 def parse_class_sources(value: Any) -> dict[int, str]:
@@ -99,6 +93,28 @@ def where_in_photo(box, shape) -> str:
     if not row:
         return f"on the {col}"
     return f"at the {row} {col}".rstrip() if col else f"at the {row}"
+
+
+def verdict(entry: dict) -> str:
+    """The generated face's verdict in words, from one recognizer's entry of `Engine.score_faces`."""
+    style, ident = entry.get("same_as_style"), entry.get("same_as_identity")
+    if style is None or ident is None:
+        return ""
+    if ident and not style:
+        return "recognized as the identity face"
+    if style and not ident:
+        return "recognized as the style face"
+    if style and ident:
+        return "matches both faces"
+    return "matches neither face"
+
+
+def reference_verdict(entry: dict) -> str:
+    """Whether the style and identity faces themselves are the same person, in words."""
+    same = entry.get("style_same_as_identity")
+    if same is None:
+        return ""
+    return "the two faces are the same person" if same else "the two faces are different people"
 
 
 class Engine:
@@ -182,7 +198,7 @@ class Engine:
 
     def _embed_frames(self, images: list[np.ndarray]) -> dict[str, list]:
         """Every recognizer's embedding of images in the generator frame (any size)."""
-        batch = torch.cat([to_frame_tensor(img) for img in images]).to(self.device)
+        batch = torch.cat([image_tensor(img) for img in images]).to(self.device)
         out = {}
         with torch.no_grad():
             for name, rec in self.recognizers().items():
@@ -220,12 +236,14 @@ class Engine:
     # ---- scores ----
     def score_faces(self, style: PreparedFace | None, identity: PreparedFace | None,
                     generated: np.ndarray | None = None) -> dict:
-        """Per recognizer: similarity of the generated face to the style face and to the identity
-        face, the style-vs-identity reference, the threshold and the verdicts."""
+        """Per recognizer: the generated face's score against the style face and the identity face
+        (`similarity_to_style` or `distance_to_style`, as `higher_is_more_similar` says), the
+        style-vs-identity reference, the threshold and the verdicts."""
         recognizers = self.recognizers()
         gen_emb = self._embed_frames([generated]) if generated is not None else {}
         result: dict[str, dict] = {}
         for name, rec in recognizers.items():
+            kind = rec.score_kind  # keys say what they hold: distance_to_style (dlib) or similarity_to_style
             entry: dict[str, Any] = {
                 "threshold": float(rec.threshold),
                 "threshold_source": str(getattr(rec, "threshold_source", "") or ""),
@@ -236,14 +254,12 @@ class Engine:
                 for key, face in (("style", style), ("identity", identity)):
                     if face is not None:
                         s = float(rec.score(g, face.embeddings[name]))
-                        entry[f"similarity_to_{key}"] = s
+                        entry[f"{kind}_to_{key}"] = s
                         entry[f"same_as_{key}"] = bool(rec.is_same(s))
             if style is not None and identity is not None:
                 s = float(rec.score(style.embeddings[name], identity.embeddings[name]))
                 entry["style_vs_identity"] = s
                 entry["style_same_as_identity"] = bool(rec.is_same(s))
-            from idface.ui.bars import verdict
-
             if generated is not None:
                 entry["verdict"] = verdict(entry)
             result[name] = entry

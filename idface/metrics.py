@@ -1,0 +1,221 @@
+"""Image metrics, each written once: PSNR, two SSIMs (named by what they compare), mIoU, LPIPS, FID.
+
+- psnr(a, b, data_range): 10 log10(range^2 / MSE); numpy images -> float, torch [B, ...] -> [B] (inf if equal).
+- ssim_rgb(fake, real): Wang et al. 2004 per RGB channel over the 'valid' region, Gaussian window
+  11 / sigma 1.5, K1 0.01, K2 0.03; torch [B, 3, H, W] in [0, data_range] -> [B]. Evaluation's SSIM.
+- ssim_luma(a, b): the same formula on luminance (BT.601 Y) with a reflect-padded window (sigma 1.5
+  truncated at 11 x 11) over the whole image; uint8 numpy -> float. Concealment's SSIM.
+- ssim_luma_torch(a, b): ssim_luma, differentiable, [B, 3, H, W] in [0, 1] -> [B] (budgets in optimisers).
+- LPIPS (Zhang et al. 2018, AlexNet): `LPIPSMetric()(fake, real)` on [B, 3, H, W] in [0, 1] -> [B];
+  only with weights already on this machine (idface.weights.lpips_status), else UnavailableError.
+- FID: `FIDMetric` (torchvision's Inception-v3 from a local file), `frechet_distance`.
+Pretrained files are found by idface.weights; a metric that cannot run raises UnavailableError
+with the reason, and callers report the reason instead of a number.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from idface import weights
+from idface.errors import UnavailableError
+
+SSIM_SIGMA = 1.5
+SSIM_WINDOW = 11
+SSIM_TRUNCATE = 3.5  # 1.5 * 3.5 = 5.25 -> an 11 x 11 window, as in the reference implementation
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+LUMA = np.array([0.299, 0.587, 0.114])  # BT.601 Y
+
+
+# ---------------------------------------------------------------------------------------------
+# PSNR
+
+
+def psnr(a, b, data_range: float = 255.0, min_mse: float = 0.0):
+    """PSNR in dB. numpy images of one shape (uint8 scale by default) -> float; torch [B, ...]
+    -> [B] per image (pass data_range=1.0 for [0, 1] tensors; min_mse > 0 keeps it finite, for
+    use inside a loss)."""
+    if isinstance(a, torch.Tensor):
+        mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(min_mse)
+        return 10 * torch.log10(data_range**2 / mse)
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a64.shape != b64.shape:
+        raise ValueError(f"psnr: shapes differ {a64.shape} vs {b64.shape}")
+    mse = float(np.mean((a64 - b64) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def mse_for_psnr(db: float, data_range: float = 255.0) -> float:
+    """The largest mean squared error that still reaches `db`."""
+    return data_range**2 / 10 ** (db / 10.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# SSIM
+
+
+def _ssim_map(mx, my, vx, vy, cxy, data_range: float):
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def _gaussian_1d(radius: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    g = torch.exp(-(t**2) / (2 * SSIM_SIGMA**2))
+    return (g / g.sum()).to(dtype)
+
+
+def ssim_rgb(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image SSIM [B]: per channel over the 'valid' region, averaged over channels and positions."""
+    x, y = fake.float(), real.float()
+    c = x.shape[1]
+    g = _gaussian_1d(SSIM_WINDOW // 2, x.device)
+    kh = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+    kw = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+
+    def blur(t):
+        return F.conv2d(F.conv2d(t, kh, groups=c), kw, groups=c)
+
+    mx, my = blur(x), blur(y)
+    s = _ssim_map(mx, my, blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my, data_range)
+    return s.flatten(1).mean(1)
+
+
+def ssim_luma(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM on luminance between two uint8 images [H, W, 3] (or [H, W])."""
+    from scipy.ndimage import gaussian_filter
+
+    luma = lambda v: np.asarray(v, np.float64) @ LUMA if np.ndim(v) == 3 else np.asarray(v, np.float64)  # noqa: E731
+    x, y = luma(a), luma(b)
+    if x.shape != y.shape:
+        raise ValueError(f"ssim: shapes differ {x.shape} vs {y.shape}")
+    blur = lambda v: gaussian_filter(v, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")  # noqa: E731
+    mx, my = blur(x), blur(y)
+    smap = _ssim_map(mx, my, blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my, 255.0)
+    return float(smap.mean())
+
+
+def ssim_luma_torch(a: torch.Tensor, b: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """Differentiable ssim_luma: a, b [B, 3, H, W] in [0, 1] -> [B] (or maps [B, 1, H, W])."""
+    luma = torch.as_tensor(LUMA, dtype=a.dtype, device=a.device).view(1, 3, 1, 1)
+    x, y = (a * luma).sum(1, keepdim=True) * 255, (b * luma).sum(1, keepdim=True) * 255
+    g = _gaussian_1d(int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5), a.device, a.dtype)
+    r = g.numel() // 2
+
+    def blur(v):
+        v = F.pad(v, (r, r, r, r), mode="reflect")
+        v = F.conv2d(v, g.view(1, 1, 1, -1))
+        return F.conv2d(v, g.view(1, 1, -1, 1))
+
+    mx, my = blur(x), blur(y)
+    smap = _ssim_map(mx, my, blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my, 255.0)
+    return smap.mean((1, 2, 3)) if reduce else smap
+
+
+# ---------------------------------------------------------------------------------------------
+# Label maps
+
+
+def mean_iou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:
+    """mIoU over the classes present in either map (summed intersections / unions per class
+    across all images, then averaged over classes). pred/target: [N, H, W] int."""
+    pred = np.asarray(pred).reshape(-1)
+    target = np.asarray(target).reshape(-1)
+    ious = []
+    for c in range(num_classes):
+        p, t = pred == c, target == c
+        union = np.logical_or(p, t).sum()
+        if union:
+            ious.append(np.logical_and(p, t).sum() / union)
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# LPIPS: only with weights already on this machine (never downloads)
+
+_LPIPS_NETS: dict[str, torch.nn.Module] = {}
+
+
+class LPIPSMetric:
+    """LPIPS (AlexNet): fake, real [B, 3, H, W] in [0, 1] -> [B]; lower = more alike."""
+
+    def __init__(self, device="cpu"):
+        status = weights.lpips_status()
+        if status != "available":
+            raise UnavailableError(f"LPIPS unavailable: {status}")
+        key = str(device)
+        if key not in _LPIPS_NETS:
+            import lpips
+
+            try:
+                _LPIPS_NETS[key] = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
+            except Exception as err:
+                raise UnavailableError(f"LPIPS weights could not be loaded: {type(err).__name__}: {err}") from None
+        self.net = _LPIPS_NETS[key]
+
+    @torch.no_grad()
+    def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return self.net(fake * 2 - 1, real * 2 - 1).flatten()
+
+
+# ---------------------------------------------------------------------------------------------
+# FID
+
+
+class FIDMetric:
+    """Frechet distance between Inception-v3 pool features (2048-d) of two image sets.
+
+    Uses torchvision's ImageNet Inception-v3 weights from a local file: the numbers are FID in
+    form but not comparable with the TF-Inception FID of papers (different weights/resizing);
+    the report says so."""
+
+    note = "torchvision Inception-v3 weights; not comparable with papers' TF-Inception FID"
+
+    def __init__(self, device="cpu"):
+        candidates = weights.inception_candidates()
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise UnavailableError("Inception-v3 weights not found offline (tried " + ", ".join(str(p) for p in candidates) + ")")
+        from torchvision.models import inception_v3
+
+        net = inception_v3(weights=None, aux_logits=True, init_weights=False)
+        net.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True))
+        net.fc = torch.nn.Identity()
+        self.net = net.to(device).eval()
+        self.device = device
+        self.real: list[np.ndarray] = []
+        self.fake: list[np.ndarray] = []
+
+    @torch.no_grad()
+    def _features(self, img: torch.Tensor) -> np.ndarray:
+        x = F.interpolate(img.float().to(self.device), size=(299, 299), mode="bilinear", align_corners=False)
+        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
+        return self.net((x - mean) / std).double().cpu().numpy()
+
+    def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        self.fake.append(self._features(fake))
+        self.real.append(self._features(real))
+
+    def compute(self) -> float:
+        return frechet_distance(np.concatenate(self.fake), np.concatenate(self.real))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets [N, D]."""
+    from scipy import linalg
+
+    if len(a) < 2 or len(b) < 2:
+        raise UnavailableError(f"FID needs at least 2 images per set; got {len(a)} and {len(b)}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(sa @ sb, disp=False)
+    if not np.isfinite(covmean).all():
+        eps = np.eye(sa.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((sa + eps) @ (sb + eps))
+    covmean = covmean.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.trace(covmean))
