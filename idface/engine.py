@@ -240,6 +240,10 @@ class Engine:
         (`similarity_to_style` or `distance_to_style`, as `higher_is_more_similar` says), the
         style-vs-identity reference, the threshold and the verdicts."""
         recognizers = self.recognizers()
+        for face in (style, identity):  # a recognizer that became available after the face was prepared
+            if face is not None and any(name not in face.embeddings for name in recognizers):
+                for name, (emb,) in self._embed_frames([face.aligned]).items():
+                    face.embeddings.setdefault(name, emb)
         gen_emb = self._embed_frames([generated]) if generated is not None else {}
         result: dict[str, dict] = {}
         for name, rec in recognizers.items():
