@@ -3,6 +3,7 @@
     .venv/bin/python scripts/load_test.py                       # launch the app, 8 visitors, 60 s
     .venv/bin/python scripts/load_test.py --visitors 8,32 --duration 60
     .venv/bin/python scripts/load_test.py --url http://127.0.0.1:7860 --pid 1234   # attach
+    .venv/bin/python scripts/load_test.py --visitors 8 --conceal 8   # plus 8 /conceal callers
 
 Visitors alternate between two kinds, so both ways into the server are loaded:
   api      gradio_client on the public /generate endpoint: each request uploads a style photo, an
@@ -11,13 +12,19 @@ Visitors alternate between two kinds, so both ways into the server are loaded:
   browser  the page's own protocol (upload, /queue/join, /queue/data) on the private events the
            page fires: prepare the style and identity faces (kept in that visitor's gr.State),
            then mask edits (each a stroke in the editor's wire format) regenerating the face.
+With --conceal K, K more visitors call the public /conceal endpoint (photo mode, dlib attacked),
+each from its own client address (X-Forwarded-For), again and again: the app admits a bounded
+number at a time and refuses the rest at once (counted as "refused", not as errors), and the
+report shows what that does to /generate and the page's edits beside them.
 Every visitor stops starting requests at the deadline and waits for the ones in flight (bounded by
 --request-timeout), so the run ends by itself. The server runs in its own process; its RSS is
 sampled every 0.2 s (psutil, else /proc). After the burst the script waits --idle seconds, asks
 the server to gc (SIGUSR1, only when it launched the server) and reports idle RSS.
 
 Prints requests served, errors (with the first messages), latency and queue-wait percentiles,
-and peak / idle RSS. Nothing here is a test: numbers are printed, not asserted.
+and peak / idle RSS. The --json report is written after every burst, and when the server dies
+the report says so (with its exit status) instead of being lost. Nothing here is a test: numbers
+are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from idface.testing import free_port, make_plumbing_checkpoint
+from idface.testing.browser import BrowserSession
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,15 +115,21 @@ def launch_server(checkpoint: str | None, env_extra: dict[str, str], stats_file:
 
 
 def rss_bytes(pid: int) -> int:
+    """The process's RSS in bytes; 0 when it is gone."""
     try:
         import psutil
 
         return psutil.Process(pid).memory_info().rss
     except ImportError:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return 0
+    except Exception:  # psutil.NoSuchProcess and friends: the server died
+        return 0
     return 0
 
 
@@ -210,6 +226,30 @@ def api_visitor(url: str, deadline: float, rng: random.Random, stats: Stats, wor
         client.close()
 
 
+def conceal_visitor(url: str, deadline: float, rng: random.Random, stats: Stats, timeout: float, address: str):
+    """Calls /conceal (photo mode, impersonation, dlib attacked) from one client address."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False, download_files=False, headers={"X-Forwarded-For": address})
+    try:
+        while time.time() < deadline:
+            photo, target = rng.sample(FACES, 2)
+            start = time.perf_counter()
+            try:
+                client.predict(handle_file(str(photo)), handle_file(str(target)), "impersonate", "photo",
+                               ["face"], ["dlib-resnet"], 30, api_name="/conceal")
+                stats.add(Record("api", "conceal", True, time.perf_counter() - start, None, ""))
+            except Exception as err:
+                text = str(err)
+                refused = any(w in text for w in ("wait for it to finish", "server is busy", "400", "503"))
+                stats.add(Record("api", "conceal refused" if refused else "conceal", refused,
+                                 time.perf_counter() - start, None, "" if refused else f"{type(err).__name__}: {text[:200]}"))
+                if refused:
+                    time.sleep(1.0)  # a real client backs off
+    finally:
+        client.close()
+
+
 def browser_visitor(url: str, deadline: float, rng: random.Random, stats: Stats, timeout: float, edits_per_face: int = 4):
     from idface.ui.maskcodec import encode_label_map
 
@@ -262,7 +302,8 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {f"p{q}": round(float(np.percentile(a, q)), 3) for q in (50, 90, 99)} | {"max": round(float(a.max()), 3)}
 
 
-def run_burst(url: str, pid: int | None, visitors: int, duration: float, timeout: float, seed: int) -> dict:
+def run_burst(url: str, pid: int | None, visitors: int, duration: float, timeout: float, seed: int,
+              conceal: int = 0) -> dict:
     stats = Stats()
     monitor = RssMonitor(pid) if pid else None
     rss_before = rss_bytes(pid) if pid else None
@@ -282,21 +323,30 @@ def run_burst(url: str, pid: int | None, visitors: int, duration: float, timeout
             threads.append(t)
             t.start()
             time.sleep(0.05)  # visitors arrive over a moment, not in the same millisecond
+        for i in range(conceal):
+            rng = random.Random(seed * 1000 + visitors + i)
+            t = threading.Thread(target=conceal_visitor, args=(url, deadline, rng, stats, timeout, f"198.51.100.{i + 1}"),
+                                 daemon=True)
+            threads.append(t)
+            t.start()
         for t in threads:
             t.join(timeout=max(1.0, deadline - time.time()) + timeout + 30)
     wall = time.time() - (deadline - duration)
     if monitor:
         monitor.stop_event.set()
         monitor.join()
-    recs = stats.records
+    refused = [r for r in stats.records if r.what == "conceal refused"]  # admission said no, at once
+    recs = [r for r in stats.records if r.what != "conceal refused"]
     errors = [r for r in recs if not r.ok]
     report = {
         "visitors": visitors,
+        "conceal_visitors": conceal,
         "duration_s": duration,
         "wall_s": round(wall, 1),
         "requests": len(recs),
         "served": len(recs) - len(errors),
         "errors": len(errors),
+        "conceal_refused": len(refused),
         "first_errors": sorted({f"{r.kind}/{r.what}: {r.error}" for r in errors})[:5],
         # served per second while requests were being answered (not counting visitors' goodbyes)
         "throughput_per_s": round((len(recs) - len(errors)) / max(1e-9, max((r.end for r in recs), default=0)
@@ -340,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plumbing", nargs="?", const="tiny", metavar="PRESET",
                     help="launch with random weights of a preset (default tiny; 'demo' costs what the demo model costs)")
     ap.add_argument("--max-queue", type=int, help="IDFACE_MAX_QUEUE for the launched app")
+    ap.add_argument("--conceal", type=int, default=0, metavar="K",
+                    help="also K visitors calling /conceal again and again, each from its own address")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the report here")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -372,15 +424,28 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     reports = []
+
+    def save() -> None:  # after every burst, and whatever happens: a dead server loses nothing
+        if args.json:
+            Path(args.json).write_text(json.dumps(reports, indent=1))
+
     try:
         for n in [int(v) for v in args.visitors.split(",")]:
-            print(f"--- {n} visitors for {args.duration:.0f} s ---", flush=True)
-            report = run_burst(url, pid, n, args.duration, args.request_timeout, args.seed)
-            if pid:
+            print(f"--- {n} visitors{f' + {args.conceal} /conceal callers' if args.conceal else ''} "
+                  f"for {args.duration:.0f} s ---", flush=True)
+            report = run_burst(url, pid, n, args.duration, args.request_timeout, args.seed, args.conceal)
+            if proc is not None and proc.poll() is not None:
+                report["server_died"] = f"exit status {proc.returncode}"
+            elif pid:
                 report["rss_mb"].update(idle_rss(pid, args.idle, stats_file))
             reports.append(report)
+            save()
             print(json.dumps(report, indent=1), flush=True)
+            if report.get("server_died"):
+                print(f"the server died during the burst ({report['server_died']}); stopping", flush=True)
+                break
     finally:
+        save()
         if proc is not None:
             proc.terminate()
             try:
@@ -388,8 +453,6 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         tmp.cleanup()
-    if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=1))
     return 0 if all(r["errors"] == 0 for r in reports) else 1
 
 

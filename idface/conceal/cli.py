@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from idface.errors import InputError
+from idface.identity.base import score_kind
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
