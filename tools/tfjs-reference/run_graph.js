@@ -1,6 +1,7 @@
 // Run a TFJS graph model on raw float32 NHWC input in node (pure-JS CPU backend) and write the
 // requested outputs as raw float32: idface's reference for its PyTorch port (tests/tfjs).
 //   node run_graph.js MODEL.json INPUT.f32 B,H,W,C OUTDIR [node names, comma-separated]
+// Each sample of the batch runs on its own (some graphs fix batch 1); outputs are concatenated.
 // Writes OUTDIR/<i>.f32 per output and OUTDIR/outputs.json ([{name, shape}]).
 const fs = require('fs');
 const path = require('path');
@@ -35,8 +36,13 @@ async function main() {
   const data = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
   const x = tf.tensor(data, shape, 'float32');
   const names = namesArg ? namesArg.split(',') : model.outputNodes;
-  let outs = model.execute(x, names);
-  if (!Array.isArray(outs)) outs = [outs];
+  const perSample = [];
+  for (let b = 0; b < shape[0]; b++) {
+    const xb = tf.slice(x, [b, 0, 0, 0], [1, shape[1], shape[2], shape[3]]);
+    const res = model.execute(xb, names);
+    perSample.push(Array.isArray(res) ? res : [res]);
+  }
+  const outs = names.map((_, i) => tf.concat(perSample.map((r) => r[i]), 0));
   const meta = [];
   fs.mkdirSync(outDir, { recursive: true });
   for (let i = 0; i < outs.length; i++) {
