@@ -151,4 +151,4 @@ def test_clis_work_on_a_cmyk_exif_rotated_photo(obama_pil, tmp_path, faces_dir, 
 
     records = json.loads(capsys.readouterr().out)
     dlib = [r for r in records if r["recognizer"] == "dlib-resnet"][0]
-    assert dlib["same_person"] is True and dlib["similarity"] < 0.2
+    assert dlib["same_person"] is True and dlib["distance"] < 0.2
