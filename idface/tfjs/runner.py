@@ -10,8 +10,9 @@ Float constants are buffers (they follow .to(device) and .double()); integer con
 axes, paddings) stay Python values. The whole forward is torch autograd, batch-size free where the
 graph is (a Reshape that hard-codes batch 1 is kept as the graph wrote it).
 
-Op coverage: what faceres, mobileface, mobilefacenet, blazeface*, facemesh, iris, selfie and meet
-use (see OPS). Anything else raises UnsupportedOpError naming the ops at construction.
+Op coverage: what faceres, mobileface, mobilefacenet, blazeface*, facemesh, facemesh-detection-*,
+iris, selfie and meet use (see OPS). Anything else (e.g. facemesh-attention's GatherV2, Atan2,
+BatchMatMulV2, ...) raises UnsupportedOpError naming the ops at construction.
 """
 
 from __future__ import annotations
@@ -259,6 +260,34 @@ def _bound(which: str) -> Callable:
     return op
 
 
+def _shape(node: Node, ins: list) -> torch.Tensor:
+    return torch.tensor(list(ins[0].shape), dtype=torch.int64)  # shape arithmetic stays on the CPU
+
+
+def _strided_slice(node: Node, ins: list) -> torch.Tensor:
+    """x[begin:end:strides] with TensorFlow's begin/end/shrink masks (no ellipsis / new axes)."""
+    x = ins[0] if isinstance(ins[0], torch.Tensor) else torch.as_tensor(np.asarray(ins[0]))
+    begin, end, strides = _ints(ins[1]), _ints(ins[2]), _ints(ins[3])
+    a = node.attrs
+    if a.get("ellipsis_mask", 0) or a.get("new_axis_mask", 0):
+        raise UnsupportedOpError(f"StridedSlice {node.name!r}: ellipsis / new-axis masks are not supported")
+    index = []
+    for d, (b, e, st) in enumerate(zip(begin, end, strides)):
+        if a.get("shrink_axis_mask", 0) >> d & 1:
+            index.append(b)
+            continue
+        index.append(slice(None if a.get("begin_mask", 0) >> d & 1 else b,
+                           None if a.get("end_mask", 0) >> d & 1 else e, st))
+    return x[tuple(index)]
+
+
+def _pack(node: Node, ins: list) -> torch.Tensor:
+    parts = [t if isinstance(t, torch.Tensor) else torch.as_tensor(np.asarray(t)).reshape(()) for t in ins]
+    if all(not p.is_floating_point() for p in parts):
+        parts = [p.cpu().long() for p in parts]
+    return torch.stack(parts, dim=int(node.attrs.get("axis", 0)))
+
+
 def _binary(fn: Callable) -> Callable:
     return lambda node, ins: fn(ins[0], ins[1])
 
@@ -291,6 +320,7 @@ OPS: dict[str, Callable[[Node, list], torch.Tensor]] = {
     "ConcatV2": _concat,
     "ResizeBilinear": _resize_bilinear,
     "DepthToSpace": _depth_to_space,
+    "Shape": _shape, "StridedSlice": _strided_slice, "Pack": _pack,
 }
 
 

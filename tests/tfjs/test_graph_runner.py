@@ -79,9 +79,9 @@ def test_missing_shard_and_short_shard_are_named(tmp_path):
 
 
 def test_unknown_ops_are_refused_by_name(tmp_path):
-    nodes = [("e", "Erf", ["x"], {}), ("s", "StridedSlice", ["e"], {})]
+    nodes = [("e", "Erf", ["x"], {}), ("s", "Atan2", ["e", "e"], {})]
     path = write_model(tmp_path, nodes, {"k": np.ones(1, np.float32)})
-    with pytest.raises(UnsupportedOpError, match="unsupported TensorFlow op\\(s\\) Erf, StridedSlice"):
+    with pytest.raises(UnsupportedOpError, match="unsupported TensorFlow op\\(s\\) Atan2, Erf"):
         GraphModule(read_graph_model(path))
 
 
@@ -151,3 +151,16 @@ def test_gradients_reach_the_input(tmp_path, rng):
     net(x)["m"].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert not any(b.requires_grad for b in net.buffers())
+
+
+def test_dynamic_reshape_shape_slice_pack(tmp_path, rng):
+    """Shape -> StridedSlice (shrink axis 0) -> Pack([batch, -1, 4]) -> Reshape, as detectors write it."""
+    nodes = [("sh", "Shape", ["x"], {}),
+             ("b", "StridedSlice", ["sh", "begin", "end", "step"], {"shrink_axis_mask": {"i": "1"}}),
+             ("shape", "Pack", ["b", "minus1", "four"], {"axis": {"i": "0"}}),
+             ("y", "Reshape", ["x", "shape"], {})]
+    consts = {"begin": np.array([0], np.int32), "end": np.array([1], np.int32), "step": np.array([1], np.int32),
+              "minus1": np.array(-1, np.int32), "four": np.array(4, np.int32)}
+    net = GraphModule(read_graph_model(write_model(tmp_path, nodes, consts)))
+    x = torch.from_numpy(rng.normal(size=(3, 2, 2, 8)).astype(np.float32))
+    assert torch.equal(net(x)["y"], x.reshape(3, -1, 4))

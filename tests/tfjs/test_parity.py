@@ -49,7 +49,7 @@ def _inputs(name, frames, net):
         return (frame_to_template(frames, "arcface").permute(0, 2, 3, 1) * 255 - 127.5) / 128
     _, h, w, _ = net.nodes[net.input_name].attrs["shape"]  # the graph's own input size
     x = _resized(frames, h, w).permute(0, 2, 3, 1)
-    return x * 2 - 1 if name.startswith("blazeface") else x
+    return x * 2 - 1 if name.startswith(("blazeface", "facemesh-detection")) else x
 
 
 def _tfjs(script, json_path, x, outputs, tmp_path):
@@ -64,8 +64,8 @@ def _tfjs(script, json_path, x, outputs, tmp_path):
             for i, m in enumerate(meta)}
 
 
-@pytest.mark.parametrize("name", [*RECOGNIZERS, "blazeface", "blazeface-front", "blazeface-back",
-                                  "facemesh", "iris", "selfie", "meet"])
+@pytest.mark.parametrize("name", [*RECOGNIZERS, "blazeface", "blazeface-front", "blazeface-back", "facemesh",
+                                  "facemesh-detection-short", "facemesh-detection-full", "iris", "selfie", "meet"])
 def test_port_matches_tfjs_on_real_faces(name, frames, human_models, node_reference, tmp_path):
     from idface.tfjs import load_graph_model
 
