@@ -98,12 +98,9 @@ def cache_folder(cache: str | os.PathLike | None = None) -> Path:
     return cache_root(cache) / FOLDER_NAME
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _digest(path: Path, algorithm: str) -> bytes:
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, algorithm).digest()
 
 
 def verify_folder(folder: Path, deep: bool = True) -> str | None:
@@ -123,7 +120,7 @@ def verify_folder(folder: Path, deep: bool = True) -> str | None:
         st = path.stat()
         if stamped.get(rel) == [digest, st.st_size, st.st_mtime_ns]:
             continue
-        if _sha256(path) != digest:
+        if _digest(path, "sha256").hex() != digest:
             return f"{path} does not match the pinned sha256 of {PACKAGE}@{VERSION}"
         stamped[rel] = [digest, st.st_size, st.st_mtime_ns]
     if deep:
@@ -166,11 +163,7 @@ def _from_hub(repo: str, revision: str, hf_cache_dir: str | os.PathLike | None =
 
 
 def _subresource_integrity(path: Path) -> str:
-    digest = hashlib.sha512()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha512-" + base64.b64encode(digest.digest()).decode()
+    return "sha512-" + base64.b64encode(_digest(path, "sha512")).decode()
 
 
 def extract_tarball(tgz: Path, dest: Path) -> None:
