@@ -88,3 +88,17 @@ def test_scores_are_cosines(rec, rng):
     assert rec.score(a, a) == pytest.approx(1.0)
     assert rec.score(a, -a) == pytest.approx(-1.0)
     assert np.isclose(rec.score(a, b), a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.mark.slow
+def test_generator_frame_embedding_matches_the_photo(rec, embeddings, faces_dir):
+    """What the app and the identity loss see (the aligned 256 frame, warped differentiably to
+    the 224 chip) agrees with the photo pipeline: cosine >= 0.98 for each bundled face."""
+    from PIL import Image
+
+    frames = np.stack([np.asarray(Image.open(faces_dir.parent / "train" / f"{k}.png").convert("RGB")) for k in PHOTOS])
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        emb = rec.embed_frame(x).numpy()
+    for i, k in enumerate(PHOTOS):
+        assert rec.score(emb[i], embeddings[k]) >= 0.98, k
