@@ -363,7 +363,11 @@ class GraphModule(nn.Module):
         for n in graph.nodes:
             if n.op == "Const" and n.name not in self._buffer_of and n.name not in self._ints:
                 raise UnavailableError(f"{graph.path.name}: constant {n.name!r} has no weight data")
-        self._plans: dict[tuple[str, ...], list[Node]] = {}
+        self._consumers: dict[str, int] = {}
+        for n in graph.nodes:
+            for i in n.inputs:
+                self._consumers[_node_name(i)] = self._consumers.get(_node_name(i), 0) + 1
+        self._plans: dict[tuple[str, ...], list] = {}
 
     def _plan(self, outputs: tuple[str, ...]) -> list[Node]:
         """Compute nodes needed for `outputs`, in dependency order (cached)."""
@@ -384,8 +388,42 @@ class GraphModule(nn.Module):
                     stack.append((name, True))
                     stack.extend((_node_name(i), False) for i in reversed(self.nodes[name].inputs)
                                  if _node_name(i) not in seen)
-            self._plans[outputs] = [n for n in order if n.op not in ("Const", "Placeholder")]
+            self._plans[outputs] = self._fuse_clamps([n for n in order if n.op not in ("Const", "Placeholder")], outputs)
         return self._plans[outputs]
+
+    def _clamp_of(self, node: Node) -> tuple[str, float, float] | None:
+        """(source, lo, hi) when the node is a clamp: Relu, Relu6, or Minimum / Maximum against a
+        one-element constant; else None."""
+        if node.op in ("Relu", "Relu6"):
+            return _node_name(node.inputs[0]), 0.0, (6.0 if node.op == "Relu6" else math.inf)
+        if node.op in ("Minimum", "Maximum") and len(node.inputs) == 2:
+            a, b = (_node_name(i) for i in node.inputs)
+            for src, const in ((a, b), (b, a)):
+                buf = self._buffer_of.get(const)
+                if buf is not None and getattr(self, buf).numel() == 1:
+                    c = float(getattr(self, buf).reshape(()))
+                    return (src, c, math.inf) if node.op == "Maximum" else (src, -math.inf, c)
+        return None
+
+    def _fuse_clamps(self, plan: list[Node], outputs: tuple[str, ...]) -> list:
+        """Chains like Relu -> Minimum(6) -> Maximum(0) (ReLU6 as Keras writes it) become one clamp
+        step (src, lo, hi) when the inner results feed nothing else: one pass instead of three."""
+        steps: list = []
+        clamps: dict[str, tuple[str, float, float]] = {}
+        for node in plan:
+            clamp = self._clamp_of(node)
+            if clamp is not None:
+                src, lo, hi = clamp
+                inner = clamps.get(src)
+                if inner is not None and self._consumers.get(src, 0) == 1 and src not in outputs \
+                        and max(lo, inner[1]) <= min(hi, inner[2]):
+                    steps = [st for st in steps if not (isinstance(st, tuple) and st[0] == src)]
+                    src, lo, hi = inner[0], max(lo, inner[1]), min(hi, inner[2])
+                clamps[node.name] = (src, lo, hi)
+                steps.append((node.name, src, lo, hi))
+            else:
+                steps.append(node)
+        return steps
 
     def _value(self, name: str, values: dict):
         if name in values:
@@ -398,7 +436,12 @@ class GraphModule(nn.Module):
         """x [B, H, W, C] (NHWC, float, the graph's own input scale) -> {output name: tensor}."""
         names = tuple(outputs or self.default_outputs)
         values: dict[str, torch.Tensor] = {self.input_name: x}
-        for node in self._plan(names):
-            ins = [self._value(_node_name(i), values) for i in node.inputs]
-            values[node.name] = OPS[node.op](node, ins)
+        for step in self._plan(names):
+            if isinstance(step, tuple):  # fused clamp chain
+                name, src, lo, hi = step
+                values[name] = self._value(src, values).clamp(None if lo == -math.inf else lo,
+                                                               None if hi == math.inf else hi)
+                continue
+            ins = [self._value(_node_name(i), values) for i in step.inputs]
+            values[step.name] = OPS[step.op](step, ins)
         return {n: self._value(n, values) for n in names}

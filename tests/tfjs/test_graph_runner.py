@@ -164,3 +164,15 @@ def test_dynamic_reshape_shape_slice_pack(tmp_path, rng):
     net = GraphModule(read_graph_model(write_model(tmp_path, nodes, consts)))
     x = torch.from_numpy(rng.normal(size=(3, 2, 2, 8)).astype(np.float32))
     assert torch.equal(net(x)["y"], x.reshape(3, -1, 4))
+
+
+def test_relu6_chain_is_fused_but_inner_results_stay_reachable(tmp_path, rng):
+    """Relu -> Minimum(6) -> Maximum(0) runs as one clamp; asking for the inner Relu still works."""
+    nodes = [("r", "Relu", ["x"], {}), ("mn", "Minimum", ["r", "six"], {}), ("mx", "Maximum", ["mn", "zero"], {})]
+    net = GraphModule(read_graph_model(write_model(
+        tmp_path, nodes, {"six": np.array(6.0, np.float32), "zero": np.array(0.0, np.float32)})))
+    x = torch.from_numpy(rng.normal(scale=8, size=(2, 3, 3, 4)).astype(np.float32))
+    assert len(net._plan(("mx",))) == 1
+    assert torch.equal(net(x)["mx"], x.clamp(0, 6))
+    both = net(x, outputs=["r", "mx"])
+    assert torch.equal(both["r"], x.relu()) and torch.equal(both["mx"], x.clamp(0, 6))
