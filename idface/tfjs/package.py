@@ -200,12 +200,13 @@ def npm_pack(dest: Path, timeout: float = 900) -> None:
         raise UnavailableError("npm is not installed")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="npm-pack-", dir=dest.parent) as tmp:
-        proc = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
+        proc = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--loglevel=error"],
                               capture_output=True, text=True, timeout=timeout)
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
-            last = (proc.stderr.strip().splitlines() or ["no tarball written"])[-1]
-            raise UnavailableError(f"npm pack {PACKAGE}@{VERSION} failed: {last}")
+            errors = [line for line in proc.stderr.splitlines() if line.startswith("npm error") and "log of this run" not in line]
+            reason = "; ".join(errors[:2]) or "no tarball written"
+            raise UnavailableError(f"npm pack {PACKAGE}@{VERSION} failed: {reason}")
         extract_tarball(tarballs[0], dest)
 
 
