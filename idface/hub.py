@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from idface.errors import WeightsNotFoundError
-from idface.weights import WEIGHTS_DIR
+from idface.weights import WEIGHTS_DIR, is_pinned  # noqa: F401 (hub.is_pinned is public)
 
 ENV_CHECKPOINT = "IDFACE_CHECKPOINT"
 ENV_REVISION = "IDFACE_REVISION"
@@ -40,12 +40,6 @@ REQUIRED_FILES = ("config.json", "model.safetensors")
 HUB_FILES = ["config.json", "*.safetensors", "README.md"]  # allow_patterns: never *.bin / *.pt
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
-
-
-def is_pinned(revision: str | None) -> bool:
-    """True for a full commit hash (a branch or tag can move; a commit cannot)."""
-    return bool(revision) and bool(_COMMIT.match(str(revision)))
 
 
 def pinning_required() -> bool:

@@ -1,7 +1,9 @@
 """`python -m idface identity A.jpg B.jpg [--json]`: are these the same person?
 
-For every recognizer available on this machine: the similarity (or distance), the model's own
-threshold and its verdict; recognizers that cannot run are listed with the reason. Exit code 0
+For every recognizer available on this machine: the score, the model's own threshold and its
+verdict; recognizers that cannot run are listed with the reason. In --json records the score's key
+says what it is: "similarity" (cosine; higher = more alike) or "distance" (dlib's Euclidean; lower
+= more alike), and "higher_is_more_similar" says which way the threshold works. Exit code 0
 when at least one recognizer gave a verdict, 1 on any error (no face, unreadable photo, none
 available), with a one-line message. Photos are read, compared and forgotten; nothing is saved.
 """
@@ -21,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photo_a", help="first photo (JPEG, PNG, WebP, ...)")
     parser.add_argument("photo_b", help="second photo")
     parser.add_argument("--json", action="store_true", help="print one JSON object per recognizer")
-    parser.add_argument("--recognizer", action="append", choices=["dlib-resnet", "arcface"],
+    from idface.identity.registry import RECOGNIZER_NAMES
+
+    parser.add_argument("--recognizer", action="append", choices=list(RECOGNIZER_NAMES),
                         help="only this recognizer (repeatable; default: all)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--download", action="store_true",
@@ -40,17 +44,19 @@ def compare(photo_a, photo_b, names: list[str] | None = None, device: str = "cpu
     records = []
     for name in names or RECOGNIZER_NAMES:
         if status[name] != "available" and not (download and name == "arcface"):
-            records.append({"recognizer": name, "available": False, "reason": status[name],
-                            "threshold": None, "same_person": None})
+            records.append(_unavailable(name, status[name]))
             continue
         try:
             rec = get_recognizer(name, device)
         except UnavailableError as err:
-            records.append({"recognizer": name, "available": False, "reason": str(err),
-                            "threshold": None, "same_person": None})
+            records.append(_unavailable(name, str(err)))
             continue
         records.append({"available": True, **rec.compare_photos(a, b)})
     return records
+
+
+def _unavailable(name: str, reason: str) -> dict:
+    return {"recognizer": name, "available": False, "reason": reason, "threshold": None, "same_person": None}
 
 
 def _label(photo) -> str:

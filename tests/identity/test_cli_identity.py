@@ -29,10 +29,17 @@ def test_same_person_json(capsys, faces_dir):
     by_name = {r["recognizer"]: r for r in records}
     dlib = by_name["dlib-resnet"]
     assert dlib["available"] and dlib["same_person"] is True
-    assert dlib["threshold"] == 0.6 and 0 < dlib["distance"] < 0.6 and "similarity" not in dlib and not dlib["higher_is_more_similar"]
+    assert dlib["threshold"] == 0.6 and 0 < dlib["distance"] < 0.6 and "similarity" not in dlib
+    assert dlib["higher_is_more_similar"] is False
     assert dlib["faces"] == ["1 face found", "1 face found"] or all("face" in m for m in dlib["faces"])
     arc = by_name["arcface"]
     assert arc["available"] is False and "not found" in arc["reason"] and arc["same_person"] is None
+    for name in ("faceres", "faceres-deep"):  # HSE FaceRes from the npm package (make venv fetches it)
+        rec = by_name[name]
+        if rec["available"]:
+            assert rec["same_person"] is True and rec["higher_is_more_similar"] is True
+            assert rec["similarity"] > rec["threshold"] and "distance" not in rec
+            assert "0.82" in rec["threshold_source"]
 
 
 def test_different_people_text(capsys, faces_dir):
@@ -40,6 +47,7 @@ def test_different_people_text(capsys, faces_dir):
     assert code == 0
     assert "dlib-resnet: euclidean distance" in out and "-> DIFFERENT PEOPLE" in out
     assert "arcface: unavailable" in out
+    assert "faceres: cosine similarity" in out or "faceres: unavailable" in out
 
 
 def test_unreadable_inputs_exit_nonzero_with_one_line(capsys, faces_dir, tmp_path, rng):

