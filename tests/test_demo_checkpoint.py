@@ -105,6 +105,22 @@ def test_identity_token_matters_for_the_reconstruction(evaluator):
     assert np.abs(with_id.astype(int) - without.astype(int)).mean() > 0.5
 
 
+@pytest.mark.parametrize("a,b", [("obama", "biden"), ("biden", "obama2"), ("astronaut", "grace_hopper")])
+def test_identity_injection_reads_as_the_token_person(evaluator, a, b):
+    """The paper's effect in the bundled model: mask and style of A, identity token of B. dlib's
+    ResNet (idface's port, in the generator frame as the app's bars read it) places the output with
+    B (distance < 0.6) and no longer with A, while it looks like the output with A's own token."""
+    module, ev = evaluator
+    image, lm = ev.pairs[a]
+    out = ev.pipe(lm, style=(image, lm), identity_embedding=ev.photo_embedding(b), attention=False).image
+    own = ev.generate(a)
+    e = ev.embed(out)
+    to_b = float(ev.recognizer.score(e, ev.photo_embedding(b)))
+    to_a = float(ev.recognizer.score(e, ev.photo_embedding(a)))
+    assert to_b < 0.6 <= to_a, (to_b, to_a)
+    assert module.psnr_db(out, own) >= 25.0
+
+
 @pytest.mark.parametrize("edit", ["close mouth", "remove brows"])
 def test_mask_edit_changes_its_region_and_little_else(evaluator, edit):
     _, ev = evaluator
