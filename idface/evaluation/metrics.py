@@ -68,12 +68,20 @@ def mean_iou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # LPIPS (needs the `lpips` package and its pretrained weights)
 
+ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet (LPIPS backbone)
+
+
 class LPIPSMetric:
     def __init__(self, device="cpu"):
         try:
             import lpips  # noqa: F401
         except ImportError:
             raise UnavailableError("the lpips package is not installed (pip install lpips; its AlexNet backbone weights must also be downloadable or cached)") from None
+        # lpips builds torchvision's AlexNet with pretrained weights: from the torch hub cache only
+        # (never downloaded here: a download would also print to stdout, breaking --json)
+        alexnet = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILENAME
+        if not alexnet.is_file():
+            raise UnavailableError(f"LPIPS needs torchvision's AlexNet weights in {alexnet} (not downloaded here)")
         try:
             self.net = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
         except Exception as err:
