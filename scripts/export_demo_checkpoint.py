@@ -79,13 +79,16 @@ contention several times faster than two):
    ({w_inj}) and a hinge pushing the dlib distance to A past 0.6 + {margin} ({w_away}).
    Adam G {lr_g} / D {lr_d}, decay over the last {decay} steps, EMA {ema} (these weights).
 
-What did not work (short trials, 300 steps each, from stage 1): the planning trial's foreign token
-+ identity loss without an identity path (outputs with own and foreign token stayed the same
-image, 76-80 dB apart, everything became more ambiguous); the FiLM path with a hinge away from A
-as strong as the pull to B (the generator made every output unrecognisable, own token included,
-instead of using the token: injected vs own-token output 55 dB apart). What worked: the FiLM
-path learning 10x faster, the pull to B strong (20) and the own-token identity loss raised so that
-an ambiguous face costs as much as it gains; after 300 steps, 75 % of the 24 pairs read B (port).
+Short trials from stage 1 (300 steps each, raw weights, judged by the dlib port in the frame):
+FiLM path at the base learning rate with a hinge away from A (weight 2) stronger than the own-token
+identity loss (2): the generator made every face unrecognisable instead of using the token
+(injected and own-token outputs 55 dB apart, own-token distance to the photo 0.48-0.78). Without
+the hinge, the pull to B at 8 and the identity path learning 10x faster: the token began to matter
+(38.8 dB apart) but 1 of 24 pairs read B. Pull to B at 20, hinge 1, a constant learning rate of
+4e-4: 75 % read B and 88 % no longer A after 300 steps, own-token distances 0.36-0.53; the final
+run raised the own-token identity loss to 8 so that an ambiguous face costs as much as it gains.
+The planning trial (no identity path, the token only in the cross-attention) had left own-token
+and foreign-token outputs the same image (76-80 dB apart).
 
 Reproduce: the three commands at the top of `scripts/export_demo_checkpoint.py` (stage 2 reads
 stage 1 from `runs/demo/final`; float results differ in the last bits with other thread counts or
@@ -110,14 +113,13 @@ change maps; hair swaps; identity injection: A, B, output with dlib's distances 
   the shapes, textures and identity of something between the six; identity injection into a new
   face is not meaningful with this checkpoint. Its injection has learnt four people (and
   interpolations between them): a token from somebody else lands somewhere among them.
-- The injection is an adversarial effect on dlib's ResNet learnt from dlib's own gradients; it
-  says nothing about other recognizers.
+- The injection is an adversarial effect on dlib's ResNet, learnt from its own gradients (the
+  PyTorch port); nothing here says whether other recognizers are fooled.
 - {size}x{size} output only, blurry next to the paper's 256x256 model.
 - Mask edits and region swaps work best on the six training faces and for classes they contain
   (no earrings, necklaces; one hat, one pair of glasses). Edits are mostly local but not
   perfectly: the mask embedder is one dense layer over the whole mask, so changing one region
   also shifts the rest of the face a little (the "outside" column above).
-- Its identity verdicts come from dlib's ResNet only; they say nothing about other recognizers.
 
 Images it generates are synthetic. Photos of public figures; see `assets/faces/PROVENANCE.md`.
 Licence: the training label maps were derived with dlib's 68-point landmark model, trained on
