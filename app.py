@@ -7,6 +7,7 @@ Run: `make run` (or `python app.py`); port from GRADIO_SERVER_PORT or PORT (defa
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -36,6 +37,13 @@ SYNTH_INTRO = (
     "Pick a **style face** (how each part looks) and an **identity face** (who face recognition should "
     "see), paint the **mask** (where hair, skin, eyes... go), and the generator paints a new, synthetic "
     "face; the bars show who face-recognition systems think it is."
+)
+# The first screen shows the paper's effect: the style face's look with another person's identity
+# token (weights/idface-demo learnt it; its model card has the measurements).
+FIRST_STYLE_FACE, FIRST_IDENTITY_FACE = "obama.jpg", "biden.jpg"
+FIRST_SCREEN_NOTE = (
+    "Loaded first: Barack Obama's mask and look with Joe Biden's identity token. To people it is "
+    "still Obama; the recognizer in the bars reads it as Biden: that is **identity injection**."
 )
 CSS = f"""
 .face-style img {{ border: 3px solid {STYLE_COLOR}; border-radius: 6px; }}
@@ -78,6 +86,9 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
     """The main panel: faces | mask | result."""
     h = Handlers(engine)
     faces = example_faces()
+    by_name = {Path(f).name: f for f in faces}
+    first_style = by_name.get(FIRST_STYLE_FACE, faces[0] if faces else None)
+    first_identity = by_name.get(FIRST_IDENTITY_FACE, faces[-1] if len(faces) > 1 else None)
     generated_kw = dict(min_width=110, format="png", interactive=False, buttons=["fullscreen"],
                         elem_classes=["result-pic", "labelled-pic"])
 
@@ -94,7 +105,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
             gr.Markdown("### 1 · Faces", elem_classes="step-title")
             style_in = photo_input(
                 label="Style face: how each part looks", height=200,
-                sources=["upload", "webcam", "clipboard"], value=faces[0] if faces else None,
+                sources=["upload", "webcam", "clipboard"], value=first_style,
                 buttons=[], elem_classes=["face-style", "labelled-pic"], elem_id="style_in",
             )
             style_msg = gr.Markdown(elem_classes="face-msg")
@@ -102,7 +113,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
             style_examples = example_strip(faces, "style_examples")
             identity_in = photo_input(
                 label="Identity face: who recognizers should see", height=200,
-                sources=["upload", "webcam", "clipboard"], value=faces[-1] if len(faces) > 1 else None,
+                sources=["upload", "webcam", "clipboard"], value=first_identity,
                 buttons=[], elem_classes=["face-identity", "labelled-pic"], elem_id="identity_in",
             )
             identity_msg = gr.Markdown(elem_classes="face-msg")
@@ -137,6 +148,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
                 generated = gr.Image(label="Generated" if engine.generator_ready else "Generated (no checkpoint)",
                                      elem_id="generated", **generated_kw)
             bars = gr.HTML(identity_bars_html(None), elem_id="identity_bars")
+            gr.Markdown(FIRST_SCREEN_NOTE if engine.generator_ready else "", elem_id="first_screen_note")
             with gr.Row(equal_height=True, elem_classes="result-row"):
                 mask_pic = gr.Image(label="Mask used", elem_id="mask_used", **generated_kw)
                 attention_pic = gr.Image(label="Attention map", **generated_kw)

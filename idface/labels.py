@@ -40,6 +40,12 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 
+# Side convention (official CelebAMask-HQ masks, BiSeNet, every model trained on them): l_eye,
+# l_brow and l_ear are the SUBJECT's own left, which lies on the IMAGE's RIGHT (official masks:
+# l_eye centroid x 317-321 of 512, r_eye 192-196). In a mirrored image the subject's left moves
+# to the image's left, so a horizontal flip must swap the partners to keep the convention true.
+SUBJECT_LEFT_IS_IMAGE_RIGHT = True
+
 # Left/right partners, for horizontal flips (l_eye <-> r_eye, l_brow <-> r_brow, l_ear <-> r_ear).
 FLIP_PERMUTATION = np.arange(NUM_CLASSES)
 for _a, _b in (("l_eye", "r_eye"), ("l_brow", "r_brow"), ("l_ear", "r_ear")):
@@ -134,6 +140,7 @@ def onehot_to_index(onehot: np.ndarray) -> np.ndarray:
 
 
 def flip_label_map(label_map: np.ndarray) -> np.ndarray:
-    """Mirror a label map left-right, swapping left/right classes."""
+    """Mirror a label map left-right, swapping left/right classes (so l_* stays the subject's left,
+    on the image's right)."""
     lm = validate_label_map(label_map)
     return FLIP_PERMUTATION.astype(np.uint8)[lm[:, ::-1]]

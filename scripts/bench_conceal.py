@@ -27,36 +27,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from idface.evaluation.judge import DlibJudge  # noqa: E402
+
 PHOTOS = {  # file -> person
     "astronaut.png": "collins", "grace_hopper.jpg": "hopper", "obama.jpg": "obama",
     "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "biden",
 }
-
-
-class DlibJudge:
-    def __init__(self):
-        import dlib
-
-        from idface.identity.dlib_resnet import RESNET_FILE
-
-        from idface.weights import dlib_model_path
-
-        self.dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(dlib_model_path("shape_predictor_5_face_landmarks.dat")))
-        self.net = dlib.face_recognition_model_v1(str(dlib_model_path(RESNET_FILE)))
-
-    def descriptor(self, rgb: np.ndarray) -> np.ndarray | None:
-        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-        for upsample in (0, 1, 2):
-            boxes, scores, _ = self.detector.run(rgb, upsample)
-            if len(boxes):
-                break
-        if not len(boxes):
-            return None
-        shape = self.predictor(rgb, boxes[int(np.argmax(scores))])
-        chip = self.dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
-        return np.array(self.net.compute_face_descriptor(chip), dtype=np.float64)
 
 
 def recompress_pillow(rgb: np.ndarray) -> np.ndarray:

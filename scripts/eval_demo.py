@@ -9,7 +9,15 @@ Bars (issue 7), all at the checkpoint's own resolution:
   - mask edits (grow the hair, close the mouth, remove the eyebrows): the output changes inside
     the edited region and hardly anywhere else (mean |change| inside vs. outside a small margin);
   - hair swap: the hair of photo B's style code put on photo A moves A's hair colour towards B's
-    while the rest of A stays.
+    while the rest of A stays;
+  - identity injection (issue 12): every ordered pair (A, B) of different people among the six
+    photos, mask and style from A, identity token from B's embedding. Judged by dlib itself
+    (idface.evaluation.judge: its detector, chip and ResNet) on the PNG as written and after
+    recompression (half size, JPEG 75), against the original photos in assets/faces: reads B
+    (distance < 0.57) in >= 90 % of pairs and no longer reads A (>= 0.6) in >= 90 %; identity
+    sources held out of training's identity pool read B in >= 70 %; the injected output keeps A's
+    look: PSNR >= 27 dB against the output with A's own token. Reconstructions are also verified
+    by dlib itself against the original photos.
 Prints one JSON object (and writes it to OUT/eval.json) and saves OUT/contact_sheet.png.
 """
 
@@ -38,6 +46,13 @@ PSNR_BAR_DB = 22.0
 SAME_PERSON_BAR = 0.8
 EDIT_MARGIN = 6  # pixels (at the model's resolution) around an edit that count as neither inside nor outside
 LOCALITY_BAR = 4.0  # mean |change| inside the edit must be this many times the mean |change| outside
+READS_B_DISTANCE = 0.57    # injection reads B: dlib distance to B's photo below this (margin under 0.6)
+INJECTION_BAR = 0.9        # share of pairs that read B, and share that no longer read A
+HELD_OUT_BAR = 0.7         # share of pairs whose identity source was held out that read B
+INJECTION_PSNR_BAR_DB = 27.0
+FACES_DIR = REPO / "assets" / "faces"
+PHOTO_FILE = {"astronaut": "astronaut.png", "grace_hopper": "grace_hopper.jpg", "obama": "obama.jpg",
+              "obama2": "obama2.jpg", "obama3": "obama3.jpg", "biden": "biden.jpg"}
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -124,6 +139,8 @@ class DemoEvaluator:
         self.size = pipe.image_size
         self.recognizer = recognizer or get_recognizer(pipe.config.identity_recognizer, "cpu")
         self.pairs = {n: load_training_pair(n) for n in NAMES}
+        # photos kept out of the identity pool when the checkpoint was trained (its model card)
+        self.held_out = set(((pipe.config.extra or {}).get("identity_pool") or {}).get("holdout", []))
         self._embeddings: dict[str, np.ndarray] = {}
 
     def embed(self, image: np.ndarray) -> np.ndarray:
@@ -161,6 +178,22 @@ class DemoEvaluator:
                 "nearest_other_person_score": best_other, "nearest_is_right_person": bool(nearest_is_right),
                 "image": fake, "real": real}
 
+    def injection(self, a: str, b: str, judge, photo_desc: dict) -> dict:
+        """Mask and style of A, identity token from B; dlib's verdicts as written and shared."""
+        from idface.conceal.transforms import recompress
+
+        image, lm = self.pairs[a]
+        result = self.pipe(lm, style=(image, lm), identity_embedding=self.photo_embedding(b), attention=False)
+        out, own = result.image, self.generate(a)
+        verdicts = {}
+        for label, rgb in (("png", out), ("recompressed", recompress(out))):
+            da, db = judge.distance(rgb, photo_desc[a]), judge.distance(rgb, photo_desc[b])
+            verdicts[label] = {"distance_to_A": da, "distance_to_B": db, "face_found": da is not None,
+                               "reads_B": db is not None and db < READS_B_DISTANCE,
+                               "not_A": da is None or da >= 0.6}
+        return {"A": a, "B": b, "B_held_out": b in self.held_out, "psnr_vs_own_token_db": psnr(out, own),
+                **verdicts, "image": out}
+
     def mask_edit(self, title: str) -> dict:
         name, edit = EDITS[title]
         lm = resize_labels(self.pairs[name][1], self.size)
@@ -188,7 +221,8 @@ class DemoEvaluator:
                 "before": before, "after": after, "donor_image": donor_real}
 
 
-def contact_sheet(recons: list[dict], edits: list[dict], swaps: list[dict], path: Path) -> None:
+def contact_sheet(recons: list[dict], edits: list[dict], swaps: list[dict], path: Path,
+                  injections: list[dict] = ()) -> None:
     s = recons[0]["image"].shape[0]
 
     def label(tile: np.ndarray, text: str) -> np.ndarray:
@@ -212,7 +246,21 @@ def contact_sheet(recons: list[dict], edits: list[dict], swaps: list[dict], path
         tiles = [label(w["before"], w["target"]), label(w["donor_image"], f"hair of {w['donor']}"),
                  label(w["after"], "hair swapped"), label(heat(w["before"], w["after"]), "change")]
         rows.append(np.concatenate(tiles + [blank] * (len(recons) - len(tiles)), 1))
+    # identity injection: A | B | output with the verdicts of dlib (distance to B / to A), two per row
+    shown = [i for i in injections if (i["A"], i["B"]) in SHOWN_INJECTIONS]
+    for k in range(0, len(shown), 2):
+        tiles = []
+        for inj in shown[k:k + 2]:
+            v = inj["png"]
+            fmt = lambda d: "none" if d is None else f"{d:.2f}"  # noqa: E731
+            tiles += [label(resize_image(inj["A_image"], s), f"A {inj['A']}"),
+                      label(resize_image(inj["B_image"], s), f"B {inj['B']}"),
+                      label(inj["image"], f"dB {fmt(v['distance_to_B'])} dA {fmt(v['distance_to_A'])}")]
+        rows.append(np.concatenate(tiles + [blank] * (len(recons) - len(tiles)), 1))
     Image.fromarray(np.concatenate(rows, 0)).save(path)
+
+
+SHOWN_INJECTIONS = [("obama", "biden"), ("biden", "obama"), ("astronaut", "grace_hopper"), ("grace_hopper", "obama2")]
 
 
 def evaluate(pipe, out_dir: Path | None = None) -> dict:
@@ -220,6 +268,35 @@ def evaluate(pipe, out_dir: Path | None = None) -> dict:
     recons = [ev.reconstruction(n) for n in NAMES]
     edits = [ev.mask_edit(t) for t in EDITS]
     swaps = [ev.hair_swap("astronaut", "obama"), ev.hair_swap("biden", "astronaut")]
+    from idface.evaluation.judge import DlibJudge
+    from idface.images import load_image
+
+    judge = DlibJudge()
+    photo_desc = {n: judge.descriptor(load_image(FACES_DIR / PHOTO_FILE[n])) for n in NAMES}
+    for r in recons:   # reconstruction verified by dlib itself against the original photo
+        r["dlib_distance_to_photo"] = judge.distance(r["image"], photo_desc[r["name"]])
+        r["dlib_same_person"] = r["dlib_distance_to_photo"] is not None and r["dlib_distance_to_photo"] < 0.6
+    injections = [ev.injection(a, b, judge, photo_desc) for a in NAMES for b in NAMES if PERSON[a] != PERSON[b]]
+    for inj in injections:
+        inj["A_image"], inj["B_image"] = ev.pairs[inj["A"]][0], ev.pairs[inj["B"]][0]
+
+    def share(rows, key, which="png"):
+        return float(np.mean([r[which][key] for r in rows])) if rows else float("nan")
+
+    held = [i for i in injections if i["B_held_out"]]
+    inj_summary = {
+        "pairs": len(injections),
+        "reads_B": share(injections, "reads_B"), "not_A": share(injections, "not_A"),
+        "reads_B_recompressed": share(injections, "reads_B", "recompressed"),
+        "not_A_recompressed": share(injections, "not_A", "recompressed"),
+        "both": float(np.mean([i["png"]["reads_B"] and i["png"]["not_A"] for i in injections])),
+        "both_recompressed": float(np.mean([i["recompressed"]["reads_B"] and i["recompressed"]["not_A"] for i in injections])),
+        "held_out_sources": sorted(ev.held_out), "held_out_pairs": len(held),
+        "held_out_reads_B": share(held, "reads_B"), "held_out_reads_B_recompressed": share(held, "reads_B", "recompressed"),
+        "psnr_vs_own_token_db_min": float(min(i["psnr_vs_own_token_db"] for i in injections)),
+        "psnr_vs_own_token_db_median": float(np.median([i["psnr_vs_own_token_db"] for i in injections])),
+        "judge": "dlib (HOG detector, 5-point landmarks, get_face_chip, face_recognition_model_v1) vs the original photos",
+    }
     strip = lambda d: {k: v for k, v in d.items() if not isinstance(v, np.ndarray)}  # noqa: E731
     mean_psnr = float(np.mean([r["psnr_db"] for r in recons]))
     same_share = float(np.mean([r["same_person"] for r in recons]))
@@ -235,16 +312,27 @@ def evaluate(pipe, out_dir: Path | None = None) -> dict:
         "nearest_is_right_person_share": nearest_share,
         "mask_edits": [strip(e) for e in edits],
         "hair_swaps": [strip(w) for w in swaps],
+        "injection": inj_summary,
+        "injection_pairs": [strip(i) for i in injections],
         "bars": {
             f"mean PSNR >= {PSNR_BAR_DB} dB": mean_psnr >= PSNR_BAR_DB,
             f"same person >= {SAME_PERSON_BAR:.0%}": same_share >= SAME_PERSON_BAR,
             "mask edits local": all(e["local"] for e in edits),
             "hair swaps move the hair colour": all(w["moved_towards_donor"] for w in swaps),
+            "every reconstruction verified by dlib": all(r["dlib_same_person"] for r in recons),
+            f"injection reads B >= {INJECTION_BAR:.0%} (as written and recompressed)":
+                min(inj_summary["reads_B"], inj_summary["reads_B_recompressed"]) >= INJECTION_BAR,
+            f"injection no longer A >= {INJECTION_BAR:.0%} (as written and recompressed)":
+                min(inj_summary["not_A"], inj_summary["not_A_recompressed"]) >= INJECTION_BAR,
+            f"held-out identity sources read B >= {HELD_OUT_BAR:.0%}":
+                bool(held) and inj_summary["held_out_reads_B"] >= HELD_OUT_BAR,
+            f"injected output PSNR >= {INJECTION_PSNR_BAR_DB} dB vs own token":
+                inj_summary["psnr_vs_own_token_db_min"] >= INJECTION_PSNR_BAR_DB,
         },
     }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        contact_sheet(recons, edits, swaps, out_dir / "contact_sheet.png")
+        contact_sheet(recons, edits, swaps, out_dir / "contact_sheet.png", injections)
         (out_dir / "eval.json").write_text(json.dumps(report, indent=1))
     return report
 

@@ -40,16 +40,16 @@ def drawn_face(long_hair: bool = True) -> np.ndarray:
     else:
         ellipse(d, 128, 100, 74, 74, C["hair"])
     # ears, face
-    ellipse(d, 66, 128, 9, 17, C["l_ear"])
-    ellipse(d, 190, 128, 9, 17, C["r_ear"])
+    ellipse(d, 66, 128, 9, 17, C["r_ear"])
+    ellipse(d, 190, 128, 9, 17, C["l_ear"])
     ellipse(d, 128, 126, 60, 76, C["skin"])
     # fringe
     d.chord([64, 38, 192, 118], 180, 360, fill=C["hair"])
-    # brows, eyes: l_* on the image's left, as idface.faces' parser labels them
-    d.polygon([(82, 103), (112, 99), (114, 105), (84, 108)], fill=C["l_brow"])
-    d.polygon([(142, 99), (172, 103), (170, 108), (140, 105)], fill=C["r_brow"])
-    ellipse(d, 96, 120, 11, 5, C["l_eye"])
-    ellipse(d, 160, 120, 11, 5, C["r_eye"])
+    # brows, eyes: l_* is the subject's left = the image's RIGHT (CelebAMask-HQ, idface.labels)
+    d.polygon([(82, 103), (112, 99), (114, 105), (84, 108)], fill=C["r_brow"])
+    d.polygon([(142, 99), (172, 103), (170, 108), (140, 105)], fill=C["l_brow"])
+    ellipse(d, 96, 120, 11, 5, C["r_eye"])
+    ellipse(d, 160, 120, 11, 5, C["l_eye"])
     # nose, lips, mouth
     d.polygon([(124, 122), (132, 122), (140, 156), (116, 156)], fill=C["nose"])
     ellipse(d, 128, 184, 22, 6, C["u_lip"])

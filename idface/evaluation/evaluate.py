@@ -7,8 +7,10 @@ training config, e.g. `--data configs/demo.json` for the bundled demo photos):
 - identity preservation, per available recognizer: mean score of output vs source and the share
   judged the same person at that recognizer's own threshold;
 - identity injection: pairs (A, B) of different people (different CelebA identities when known,
-  else different images); the output keeps A's mask and style and takes B's identity token. Per
-  recognizer: the share verified as B and the share still verified as A;
+  else different images; every ordered pair on small sets); the output keeps A's mask and style
+  and takes B's identity token. Per recognizer, by its own rule: the share verified as B, no
+  longer A, both (success), also after recompression (half size + JPEG 75); the appearance cost
+  as PSNR / SSIM of the injected output against the output with A's own token;
 - mask fidelity: mIoU between the input mask and the output re-parsed by a face parser, when
   one is available (the parser used is named in the report).
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -67,30 +70,59 @@ def evaluator_recognizers() -> tuple[dict, dict[str, str]]:
 # ---------------------------------------------------------------------------------------------
 # metrics over a data set
 
+# at most this many images: every ordered pair of different people (the bundled demo photos);
+# more: each image with the next image of another person
+ALL_PAIRS_MAX_IMAGES = 12
+
+
 def injection_pairs(dataset: FaceMaskDataset, limit: int | None) -> list[tuple[int, int]]:
-    """(A, B) pairs of different people: B is the next image whose CelebA identity differs
-    (identities unknown: the next image)."""
+    """(A, B) pairs of different people (different identities when known, else different images):
+    every ordered pair for small sets (<= ALL_PAIRS_MAX_IMAGES), else B is the next image of
+    another person."""
     n = len(dataset) if not limit else min(limit, len(dataset))
     ids = dataset.identities
+
+    def different(a: int, b: int) -> bool:
+        return a != b and (ids[a] < 0 or ids[b] < 0 or ids[a] != ids[b])
+
+    if len(dataset) <= ALL_PAIRS_MAX_IMAGES:
+        return [(a, b) for a in range(n) for b in range(len(dataset)) if different(a, b)]
     pairs = []
     for a in range(n):
         for k in range(1, len(dataset)):
             b = (a + k) % len(dataset)
-            if ids[a] < 0 or ids[b] < 0 or ids[a] != ids[b]:
+            if different(a, b):
                 pairs.append((a, b))
                 break
     return pairs
 
 
+def _recompressed(image: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in [-1, 1] -> what sharing makes of it (idface.conceal.transforms.recompress:
+    half size, JPEG 75), [B, 3, H/2, W/2] in [-1, 1], through uint8 as a written PNG would be."""
+    from idface.conceal.transforms import recompress
+
+    out = []
+    for img in image:
+        rgb = ((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        out.append(torch.from_numpy(recompress(rgb)).permute(2, 0, 1).float() / 127.5 - 1)
+    return torch.stack(out).to(image.device)
+
+
 @torch.no_grad()
 def injection_metrics(model, dataset: FaceMaskDataset, device, recognizers: dict, identity_recognizer,
                       limit: int | None = None, batch_size: int = 4) -> dict:
-    """Share of injected outputs (mask + style of A, identity of B) verified as B / still as A."""
+    """Identity injection (mask + style of A, identity token of B) per recognizer, each by its own
+    same-person rule against the photos A and B: the share that reads as B, that no longer reads
+    as A, and both (success), on the output as generated (uint8) and after recompression (half
+    size + JPEG 75); and the appearance cost: PSNR / SSIM of the injected output against the
+    output with A's own token (what the identity token changed)."""
     cfg = model.config
     pairs = injection_pairs(dataset, limit)
     if not pairs:
-        raise UnavailableError("identity injection needs at least two images")
-    res = {name: {"as_b": [], "as_a": [], "score_b": [], "score_a": []} for name in recognizers}
+        raise UnavailableError("identity injection needs at least two images of different people")
+    res = {name: {k: [] for k in ("as_b", "as_a", "score_b", "score_a", "as_b_re", "as_a_re")} for name in recognizers}
+    psnrs, ssims = [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         a = collate([dataset[i] for i, _ in chunk])
@@ -98,16 +130,32 @@ def injection_metrics(model, dataset: FaceMaskDataset, device, recognizers: dict
         real_a, real_b = a["image"].to(device), b["image"].to(device)
         mask = onehot(a["label"].to(device), cfg.num_classes)
         fake = model(mask, real_a, identity_embedding=embed(identity_recognizer, real_b)).float().clamp(-1, 1)
+        own = model(mask, real_a, identity_embedding=embed(identity_recognizer, real_a)).float().clamp(-1, 1)
+        fake = ((fake + 1) * 127.5).round() / 127.5 - 1                           # as written (uint8)
+        psnrs += M.psnr((fake + 1) / 2, (own + 1) / 2, data_range=1.0).tolist()
+        ssims += M.ssim_rgb((fake + 1) / 2, (own + 1) / 2).tolist()
+        shared = _recompressed(fake)
         for name, rec in recognizers.items():
-            e_fake = embed(rec, fake)
-            sb, same_b = recognizer_scores(rec, e_fake, embed(rec, real_b))
-            sa, same_a = recognizer_scores(rec, e_fake, embed(rec, real_a))
+            e_a, e_b = embed(rec, real_a), embed(rec, real_b)
             r = res[name]
-            r["as_b"] += same_b.tolist(); r["as_a"] += same_a.tolist()
-            r["score_b"] += sb.tolist(); r["score_a"] += sa.tolist()
-    out = {"injection_pairs": len(pairs)}
+            for suffix, image in (("", fake), ("_re", shared)):
+                e_fake = embed(rec, image)
+                sb, same_b = recognizer_scores(rec, e_fake, e_b)
+                sa, same_a = recognizer_scores(rec, e_fake, e_a)
+                r["as_b" + suffix] += same_b.tolist()
+                r["as_a" + suffix] += same_a.tolist()
+                if not suffix:
+                    r["score_b"] += sb.tolist()
+                    r["score_a"] += sa.tolist()
+    out = {"injection_pairs": len(pairs),
+           "injection_psnr_vs_own_token_db": float(np.mean([p for p in psnrs if math.isfinite(p)] or [float("inf")])),
+           "injection_ssim_rgb_vs_own_token": float(np.mean(ssims))}
     for name, r in res.items():
-        out[f"injection_verified_as_B[{name}]"] = float(np.mean(r["as_b"]))
+        for suffix, label in (("", ""), ("_re", "_recompressed")):
+            as_b, as_a = np.asarray(r["as_b" + suffix]), np.asarray(r["as_a" + suffix])
+            out[f"injection_verified_as_B{label}[{name}]"] = float(as_b.mean())
+            out[f"injection_not_A{label}[{name}]"] = float((~as_a).mean())
+            out[f"injection_success{label}[{name}]"] = float((as_b & ~as_a).mean())
         out[f"injection_still_A[{name}]"] = float(np.mean(r["as_a"]))
         out[f"injection_score_vs_B[{name}]"] = float(np.mean(r["score_b"]))
         out[f"injection_score_vs_A[{name}]"] = float(np.mean(r["score_a"]))

@@ -25,8 +25,8 @@ The landmark parser ("landmarks"):
   pixels that are not skin are hair or clothes by the nearer colour model (top of the head vs the
   bottom rows), each kept only where joined to its seeds.
 It cannot produce: eye_g (eyeglasses), hat, ear_r (earring), neck_l (necklace) -- those pixels
-come out as the class underneath (skin, hair, neck). Side convention: l_* is the side on the
-image's left (LEFT_IS_IMAGE_LEFT; flip with labels.FLIP_PERMUTATION if a dataset disagrees).
+come out as the class underneath (skin, hair, neck). Side convention: CelebAMask-HQ's own
+(idface.labels): l_* is the subject's own left, which lies on the image's RIGHT.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ FACEXLIB_PARSING_FILES = {"bisenet": "parsing_bisenet.pth", "parsenet": "parsing
 PARSER_NAMES = ("bisenet", "parsenet", "landmarks")
 LANDMARK_PARSER_CANNOT_PRODUCE = ("eye_g", "hat", "ear_r", "neck_l")
 LANDMARK_MODEL_NOTE = "dlib 68-point landmarks (iBUG 300-W, non-commercial use only)"
-LEFT_IS_IMAGE_LEFT = True
+LEFT_IS_IMAGE_LEFT = False  # l_* = subject's left = image right (CelebAMask-HQ, BiSeNet)
 
 C = CLASS_INDEX  # short alias for the class indices below
 

@@ -48,6 +48,11 @@ class ModelConfig:
     self_attention: tuple[bool, ...] = (True, True, True, False, False)
     ff_mult: int = 4                         # GEGLU hidden width = ff_mult * heads * head_dim
     norm_groups: int = 32                    # GroupNorm groups (reduced to divide small widths)
+    # identity path: every transformer block's output is modulated by its own zero-initialised
+    # Linear(identity token) -> (scale, shift) per channel (FiLM). Without it the token is one of
+    # T cross-attention tokens and a generator trained on own-token reconstruction learns to
+    # ignore it (1-2 % of the attention); False keeps the published architecture and old checkpoints
+    identity_film: bool = False
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (data, steps, ...)
 
@@ -133,6 +138,7 @@ def tiny() -> ModelConfig:
         self_attention=(True, True, False, False),
         ff_mult=2,
         norm_groups=8,
+        identity_film=True,
     )
 
 
@@ -154,6 +160,7 @@ def demo() -> ModelConfig:
         self_attention=(True, False, False, False),
         ff_mult=2,
         norm_groups=8,
+        identity_film=True,
     )
 
 

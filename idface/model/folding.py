@@ -125,6 +125,8 @@ class FoldedBlock:
     # both: the feed-forward's output projection times the block's output projection
     ff_out: torch.Tensor | None               # [mD, C]  (W_po W_fo)^T; None where C >= D (no saving)
     out_offset: torch.Tensor                  # [1, 1, C] (low rank: in b_weight's last row)
+    # the identity modulation of the block's output (TransformerBlock.identity_film), or None
+    film: torch.Tensor | None = None          # [B, 2C] = [scale | shift]
 
     def to(self, dtype: torch.dtype) -> "FoldedBlock":
         changes = {}
@@ -133,7 +135,7 @@ class FoldedBlock:
             if isinstance(value, torch.Tensor):
                 changes[f.name] = value.to(dtype)
             elif f.name == "kv" and value is not None:
-                changes[f.name] = type(value)(*(t.to(dtype) for t in value))
+                changes[f.name] = type(value)(*(None if t is None else t.to(dtype) for t in value))
         return replace(self, **changes)
 
 
@@ -154,8 +156,11 @@ def fold_block(block: "TransformerBlock", context: torch.Tensor,
     w_fo, b_fo = w["ff.out.weight"], w["ff.out.bias"]                                # [D, mD]
     ff_out = (w_po @ w_fo).t().contiguous()                                          # [mD, C]
     out_offset = (b_po + w_po @ b_fo).view(1, 1, -1)
+    film = None
+    if block.identity_film is not None:                                              # [B, 2C]
+        film = context[:, -1].to(dtype) @ w["identity_film.weight"].t() + w["identity_film.bias"]
     common = dict(heads=heads, tokens=tokens, ff_hidden=w_fo.shape[1], norm_width=w_in.shape[-1],
-                  eps_cross=block.norm_cross.eps, eps_ff=block.norm_ff.eps, ff_out=ff_out)
+                  eps_cross=block.norm_cross.eps, eps_ff=block.norm_ff.eps, ff_out=ff_out, film=film)
 
     channels, inner = w_in.shape[1], w_in.shape[2]
     if low_rank is None:
@@ -242,7 +247,7 @@ def run_folded(block: "TransformerBlock", x: torch.Tensor, folded: FoldedBlock,
             y = torch.matmul(z, folded.b_weight)                                      # [B, n, 2mD + q2 + C]
             u = apply_layer_norm(y, width, roots, folded.norm_width, folded.eps_ff, folded.ff_shift)
             out[:, i:i + chunk] = torch.baddbmm(y[..., width + roots:], _geglu(u), folded.ff_out.expand(b, -1, -1))
-        return x + out.view(b, h, w, c).permute(0, 3, 1, 2), logits
+        return block.modulate(x + out.view(b, h, w, c).permute(0, 3, 1, 2), folded.film), logits
 
     if folded.a_weight is not None:
         three_d = folded.a_shift.shape[-1]
@@ -267,4 +272,4 @@ def run_folded(block: "TransformerBlock", x: torch.Tensor, folded: FoldedBlock,
         out[:, i:i + chunk] = torch.baddbmm(
             torch.baddbmm(folded.out_offset, part, folded.out_stream.expand(b, -1, -1)),
             hidden, folded.ff_out.expand(b, -1, -1))
-    return x + out.view(b, h, w, c).permute(0, 3, 1, 2), logits
+    return block.modulate(x + out.view(b, h, w, c).permute(0, 3, 1, 2), folded.film), logits

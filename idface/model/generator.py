@@ -12,6 +12,9 @@ the 20 context tokens (19 class codes + 1 identity token).
                + cross-attention: queries = pixels, keys/values = context [B, 20, code_dim]
                + GEGLU feed-forward
                Linear inner -> C, zero-initialised, residual
+           [identity_film: x * (1 + scale) + shift, (scale, shift) = Linear(identity token),
+            zero-initialised: a path by which the identity token reaches every stage directly,
+            not only through its 1/20 share of the cross-attention]
       -> GroupNorm, SiLU, 1x1 conv to RGB, tanh              -> [B, 3, H, W] in [-1, 1]
 
 Cross-attention over only T = 20 tokens is folded exactly (same algebra, different bracketing):
@@ -41,6 +44,7 @@ class ContextKV(NamedTuple):
 
     query_key: torch.Tensor   # [B, inner, heads * T]  W_q^T K^T / sqrt(head_dim), per head
     value_out: torch.Tensor   # [B, heads * T, inner]  V_h W_o,h^T, per head
+    film: torch.Tensor | None = None   # [B, 2 * C] identity modulation (scale | shift), or None
 
 
 @dataclass
@@ -155,7 +159,7 @@ class TransformerBlock(nn.Module):
     ff_chunk = 2048
 
     def __init__(self, channels: int, context_dim: int, heads: int, head_dim: int,
-                 self_attention: bool, ff_mult: int, groups: int):
+                 self_attention: bool, ff_mult: int, groups: int, identity_film: bool = False):
         super().__init__()
         inner = heads * head_dim
         self.norm = group_norm(channels, groups)
@@ -172,6 +176,25 @@ class TransformerBlock(nn.Module):
         self.proj_out = nn.Linear(inner, channels)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
+        self.identity_film = nn.Linear(context_dim, 2 * channels) if identity_film else None
+        if self.identity_film is not None:    # starts as the identity map: x * 1 + 0
+            nn.init.zeros_(self.identity_film.weight)
+            nn.init.zeros_(self.identity_film.bias)
+
+    def fold_context(self, context: torch.Tensor) -> ContextKV:
+        """context [B, T, code_dim] (identity token last) -> this block's ContextKV."""
+        kv = self.cross_attn.fold_context(context)
+        if self.identity_film is None:
+            return kv
+        return kv._replace(film=self.identity_film(context[:, -1]))           # [B, 2C]
+
+    @staticmethod
+    def modulate(x: torch.Tensor, film: torch.Tensor | None) -> torch.Tensor:
+        """x [B, C, h, w] * (1 + scale) + shift, film [B, 2C] = [scale | shift] (None: x)."""
+        if film is None:
+            return x
+        scale, shift = film.to(x.dtype)[:, :, None, None].chunk(2, dim=1)
+        return torch.addcmul(shift, x, 1 + scale)
 
     def _feed_forward(self, t: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -191,7 +214,7 @@ class TransformerBlock(nn.Module):
         attended, logits = self.cross_attn(self.norm_cross(t), kv)
         t = self._feed_forward(t + attended)
         t = self.proj_out(t).view(b, h, w, c).permute(0, 3, 1, 2)        # [B, C, h, w]
-        return x + t, logits
+        return self.modulate(x + t, kv.film), logits
 
 
 class Generator(nn.Module):
@@ -205,14 +228,14 @@ class Generator(nn.Module):
             self.res_blocks.append(ResBlock(ch[i], ch[i + 1], groups, upsample=i > 0))
             self.transformer_blocks.append(TransformerBlock(
                 ch[i + 1], config.code_dim, config.attention_heads[i], config.attention_head_dim[i],
-                config.self_attention[i], config.ff_mult, groups,
+                config.self_attention[i], config.ff_mult, groups, config.identity_film,
             ))
         self.norm_out = group_norm(ch[-1], groups)
         self.to_rgb = nn.Conv2d(ch[-1], 3, 1)
 
     def fold_context(self, context: torch.Tensor) -> list[ContextKV]:
         """context [B, T, code_dim] -> one ContextKV per cross-attention layer (cacheable)."""
-        return [block.cross_attn.fold_context(context) for block in self.transformer_blocks]
+        return [block.fold_context(context) for block in self.transformer_blocks]
 
     def fold(self, context: torch.Tensor) -> list[FoldedBlock]:
         """context [B, T, code_dim] -> every transformer block folded with it, for inference

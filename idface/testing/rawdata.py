@@ -34,14 +34,15 @@ def procedural_parts(rng: np.random.Generator, size: int = MASK_SIZE) -> dict[st
         "neck": _ellipse(s, s, cy + fh * 1.15, cx, fh * 0.45, fw * 0.5),
         "hair": _ellipse(s, s, cy - fh * 0.25, cx, fh * 1.05, fw * 1.2),
         "skin": _ellipse(s, s, cy, cx, fh, fw),
-        "l_ear": _ellipse(s, s, cy, cx - fw * 1.02, fh * 0.2, fw * 0.12),
-        "r_ear": _ellipse(s, s, cy, cx + fw * 1.02, fh * 0.2, fw * 0.12),
+        # official side convention: l_* is the subject's left = the image's right
+        "l_ear": _ellipse(s, s, cy, cx + fw * 1.02, fh * 0.2, fw * 0.12),
+        "r_ear": _ellipse(s, s, cy, cx - fw * 1.02, fh * 0.2, fw * 0.12),
         "nose": _ellipse(s, s, cy + fh * 0.12, cx, fh * 0.2, fw * 0.12),
         "u_lip": _ellipse(s, s, cy + fh * 0.48, cx, fh * 0.05, fw * 0.32),
         "l_lip": _ellipse(s, s, cy + fh * 0.58, cx, fh * 0.06, fw * 0.3),
     }
     ex, ey = fw * rng.uniform(0.38, 0.45), cy - fh * 0.2
-    for side, sign in (("l", -1), ("r", 1)):
+    for side, sign in (("l", 1), ("r", -1)):
         parts[f"{side}_eye"] = _ellipse(s, s, ey, cx + sign * ex, fh * 0.06, fw * 0.16)
         parts[f"{side}_brow"] = _ellipse(s, s, ey - fh * 0.17, cx + sign * ex, fh * 0.04, fw * 0.2)
     if rng.random() < 0.5:

@@ -43,6 +43,16 @@ class TrainConfig:
     # identity_dropout: share of samples trained with the null identity token
     identity_recognizer: str | None = None
     identity_dropout: float = 0.0
+    # identity injection (idface.training.injection): the share of each batch whose identity token
+    # comes from another person B (appearance losses still compare with the photo A, the identity
+    # terms pull towards B and push away from A by injection_margin past the recognizer's threshold),
+    # and the pool of foreign embeddings (views, interpolate, photos, holdout: injection.PoolConfig)
+    injection_fraction: float = 0.5
+    injection_margin: float = 0.05
+    identity_pool: dict = field(default_factory=dict)
+    # start from a model folder's weights (Hub format; tensors it lacks, e.g. a new identity path,
+    # keep their initialisation); a resumed run's own checkpoint takes precedence
+    init_from: str | None = None
 
     # schedule: one step = one optimizer update of G and of D (batch_size * grad_accum * processes images)
     batch_size: int = 1
@@ -53,6 +63,7 @@ class TrainConfig:
     decay_steps: int | None = None
     lr_g: float = 1e-4
     lr_d: float = 4e-4
+    lr_identity_scale: float = 1.0  # learning-rate multiplier of the identity path (projection, FiLM)
     betas: tuple[float, float] = (0.0, 0.9)
     ema_decay: float = 0.9999
     ema_warmup: bool = True  # decay min(ema_decay, (1 + step) / (10 + step)): early EMA follows the weights
@@ -90,6 +101,8 @@ class TrainConfig:
             raise InputError(f"training config: mixed_precision must be no, bf16 or fp16; got {cfg.mixed_precision!r}")
         if cfg.export_dtype not in ("float32", "float16", "bfloat16"):
             raise InputError(f"training config: export_dtype must be float32, float16 or bfloat16; got {cfg.export_dtype!r}")
+        if not 0 <= cfg.injection_fraction <= 1:
+            raise InputError(f"training config: injection_fraction must be in [0, 1]; got {cfg.injection_fraction}")
         if cfg.batch_size < 1 or cfg.grad_accum < 1:
             raise InputError("training config: batch_size and grad_accum must be >= 1")
         return cfg

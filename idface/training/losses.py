@@ -32,8 +32,13 @@ class LossWeights:
     feature_matching: float = 10.0
     perceptual: float = 10.0
     attention: float = 1.0
-    identity: float = 1.0
+    identity: float = 1.0       # own-token samples: 1 - cos(E_id(fake), E_id(A))
     l1: float = 0.0  # plain pixel L1; off in the paper, useful for tiny data sets
+    # foreign-token samples (the injection objective, idface.training.injection): appearance terms
+    # still compare with A; these pull the recognizer's embedding towards the token's person B ...
+    injection: float = 1.0      # 1 - cos(E_id(fake), E_B)
+    # ... and push it past the recognizer's same-person threshold away from A (hinge)
+    injection_away: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,11 +181,33 @@ def attention_loss(attention, onehot: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # identity loss
 
+def embed_generated(recognizer, fake: torch.Tensor) -> torch.Tensor:
+    """E_id(fake) [B, D] through the recognizer's differentiable aligned crop (embed_frame);
+    fake [B, 3, H, W] in [-1, 1]."""
+    return recognizer.embed_frame(((fake.float() + 1) / 2).clamp(0, 1)).float()
+
+
+def cosine_loss(embedding: torch.Tensor, target_embedding: torch.Tensor) -> torch.Tensor:
+    """mean(1 - cos(embedding, target)) over rows [B, D]; the target gets no gradient."""
+    return (1 - F.cosine_similarity(embedding, target_embedding.float().detach(), dim=1)).mean()
+
+
 def identity_loss(recognizer, fake: torch.Tensor, target_embedding: torch.Tensor) -> torch.Tensor:
     """mean(1 - cos(E_id(fake), target)): E_id is a frozen recognizer from idface.identity
     applied to the generator-frame image through its differentiable aligned crop (embed_frame).
 
     fake [B, 3, H, W] in [-1, 1]; target_embedding [B, D] (E_id of the real face, no gradient).
     """
-    emb = recognizer.embed_frame(((fake.float() + 1) / 2).clamp(0, 1))
-    return (1 - F.cosine_similarity(emb.float(), target_embedding.float().detach(), dim=1)).mean()
+    return cosine_loss(embed_generated(recognizer, fake), target_embedding)
+
+
+def away_loss(recognizer, embedding: torch.Tensor, source_embedding: torch.Tensor, margin: float) -> torch.Tensor:
+    """Hinge that pushes E_id(fake) [B, D] past the recognizer's own same-person threshold away
+    from the source face A [B, D], by `margin` in the recognizer's score (dlib: Euclidean distance
+    >= threshold + margin; cosine recognizers: similarity <= threshold - margin). Zero once there."""
+    source = source_embedding.float().detach()
+    if recognizer.higher_is_more_similar:
+        score = F.cosine_similarity(embedding, source, dim=1)
+        return F.relu(score - (recognizer.threshold - margin)).mean()
+    distance = (embedding - source).norm(dim=1)
+    return F.relu(recognizer.threshold + margin - distance).mean()

@@ -4,10 +4,14 @@
 One step = one Adam update of the generator side (style encoder, identity projection, generator)
 and one of the discriminator, over batch_size x grad_accum x processes images:
 
-    G pass   fake, attention = G(mask, style=real, identity=E_id(real))
+    G pass   token = E_id(real), or for a share injection_fraction of the batch the embedding e_B
+             of another person (idface.training.injection: pool of views, slerps, extra photos)
+             fake, attention = G(mask, style=real, identity=token)
              L_G = w_adv * hinge_g(D(fake)) + w_fm * FM(D(real), D(fake)) + w_vgg * VGG(fake, real)
-                 + w_attn * BCE(attention logits, mask) + w_id * (1 - cos(E_id(fake), E_id(real)))
-                 [+ w_l1 * |fake - real|]
+                 + w_attn * BCE(attention logits, mask) [+ w_l1 * |fake - real|]   (all vs real A)
+                 + own token:     w_id  * (1 - cos(E_id(fake), E_id(real)))
+                 + foreign token: w_inj * (1 - cos(E_id(fake), e_B))
+                                  + w_away * hinge(E_id(fake) past the threshold away from E_id(real))
     D pass   L_D = hinge(D(real), D(fake.detach()))      (one forward on [fake; real])
 
 TTUR Adam (G 1e-4, D 4e-4, betas (0, 0.9)), learning rates constant then decaying linearly to 0
@@ -46,6 +50,9 @@ from idface.training import losses as L
 from idface.training.config import REPO_ROOT, TrainConfig, load_config
 from idface.tensors import onehot
 from idface.training.data import AugmentConfig, ResumableBatchSampler, collate, dataset_from_config
+from idface.training.injection import (
+    UNKNOWN_IDENTITY_BASE, PoolConfig, build_identity_pool, identity_keys, sample_tokens,
+)
 
 log = logging.getLogger("idface.train")
 
@@ -73,6 +80,28 @@ def build_discriminator(cfg: TrainConfig, num_classes: int) -> MultiScaleDiscrim
     except (KeyError, TypeError) as err:
         raise InputError(f"training config: discriminator {cfg.discriminator}: {err}") from None
     return MultiScaleDiscriminator(dcfg)
+
+
+def init_weights(model, folder: str) -> None:
+    """Copy a model folder's weights (model.safetensors) into `model`. Tensors the folder lacks
+    keep their initialisation (logged: e.g. the identity path added to an older model); a tensor
+    the model lacks or of another shape is an error."""
+    from safetensors.torch import load_file
+
+    path = Path(folder)
+    path = path if path.is_absolute() else REPO_ROOT / path
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise InputError(f"init_from {folder}: no model.safetensors there")
+    state = load_file(str(weights))
+    own = model.state_dict()
+    extra = sorted(set(state) - set(own))
+    misshaped = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if extra or misshaped:
+        raise InputError(f"init_from {folder} does not fit this model: unexpected {extra[:5]}, mis-shaped {misshaped[:5]}")
+    missing = sorted(set(own) - set(state))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+    log.info("initialised from %s%s", folder, f"; new tensors keep their init: {', '.join(missing)}" if missing else "")
 
 
 def load_recognizer(name: str, device):
@@ -119,6 +148,8 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # same initial weights on every process
         model = build_model(cfg)
+        if cfg.init_from:
+            init_weights(model, cfg.init_from)
         self.model_config = model.config
         disc = build_discriminator(cfg, model.config.num_classes)
         self.ema = copy.deepcopy(model).eval().requires_grad_(False).to(self.device)
@@ -163,6 +194,14 @@ class Trainer:
                 raise InputError(f"recognizer {rec_name!r} gives {dim}-d embeddings but the model's identity_dim is {model.config.identity_dim}")
         elif w.identity:
             self.disabled["identity"] = "no identity recognizer configured"
+        self.pool = None
+        self.pool_cfg = PoolConfig.from_dict(cfg.identity_pool)
+        if self.recognizer is not None and cfg.injection_fraction > 0:
+            self.pool = build_identity_pool(self.train_set, self.recognizer, self.pool_cfg, seed=cfg.seed, base=REPO_ROOT)
+            if acc.is_main_process:
+                log.info("identity pool: %d embeddings (held out: %s)", len(self.pool), ", ".join(self.pool_cfg.holdout) or "none")
+        elif cfg.injection_fraction > 0:
+            self.disabled["injection"] = "no identity recognizer configured"
         self.vgg = None
         if w.perceptual:
             try:
@@ -173,7 +212,14 @@ class Trainer:
             if acc.is_main_process:
                 log.warning("%s: %s", term, reason)
 
-        opt_g = torch.optim.Adam(model.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+        # the identity path (token projection, FiLM layers) may learn faster than the rest
+        ident = [p for n, p in model.named_parameters() if n.startswith("identity_projection") or ".identity_film." in n]
+        ident_ids = {id(p) for p in ident}
+        rest = [p for p in model.parameters() if id(p) not in ident_ids]
+        groups = [{"params": rest, "lr_scale": 1.0}]
+        if ident:
+            groups.append({"params": ident, "lr_scale": cfg.lr_identity_scale})
+        opt_g = torch.optim.Adam([{**g, "lr": cfg.lr_g * g["lr_scale"]} for g in groups], betas=cfg.betas)
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=cfg.betas)
         self.G, self.D, self.opt_g, self.opt_d = acc.prepare(model, disc, opt_g, opt_d)
         self.step = 0
@@ -213,14 +259,22 @@ class Trainer:
         return self.recognizer.embed_frame(((image.float() + 1) / 2).clamp(0, 1)).float()
 
     # ---- losses ----
-    def generator_losses(self, real, label):
+    def generator_losses(self, real, label, keys=None):
+        """keys [B]: person keys (injection.identity_keys); None: every sample its own person."""
         cfg, w = self.cfg, self.cfg.loss_weights
         mask = onehot(label, self.model_config.num_classes)
-        emb = self.embed(real)
+        emb = self.embed(real)                                            # E_id(A) [B, D]
         present = None
         if emb is not None and cfg.identity_dropout > 0:
             present = torch.rand(real.shape[0], device=real.device) >= cfg.identity_dropout
-        fake, attention = self.G(mask, real, identity_embedding=emb, identity_present=present, return_attention=True)
+        token, foreign = emb, None
+        if emb is not None and self.pool is not None:
+            if keys is None:
+                keys = UNKNOWN_IDENTITY_BASE + torch.arange(real.shape[0])
+            token, foreign = sample_tokens(self.pool, emb, keys, cfg.injection_fraction, self.pool_cfg.interpolate)
+            if present is not None:
+                foreign = foreign & present
+        fake, attention = self.G(mask, real, identity_embedding=token, identity_present=present, return_attention=True)
         disc = self.D_plain
         disc.requires_grad_(False)
         fake_out = disc(mask, fake)
@@ -234,15 +288,21 @@ class Trainer:
             terms["g_vgg"] = L.vgg_perceptual_loss(self.vgg, fake, real)
         if w.attention:
             terms["g_attn"] = L.attention_loss(attention, mask)
-        if emb is not None and w.identity:
-            if present is None or bool(present.all()):
-                terms["g_id"] = L.identity_loss(self.recognizer, fake, emb)
-            elif bool(present.any()):
-                terms["g_id"] = L.identity_loss(self.recognizer, fake[present], emb[present])
+        if emb is not None and (w.identity or (foreign is not None and bool(foreign.any()))):
+            own = torch.ones_like(emb[:, 0], dtype=torch.bool) if present is None else present.clone()
+            if foreign is not None:
+                own &= ~foreign
+            fake_emb = L.embed_generated(self.recognizer, fake)                # E_id(fake) [B, D]
+            if w.identity and bool(own.any()):
+                terms["g_id"] = L.cosine_loss(fake_emb[own], emb[own])
+            if foreign is not None and bool(foreign.any()):
+                terms["g_inj"] = L.cosine_loss(fake_emb[foreign], token[foreign])
+                terms["g_away"] = L.away_loss(self.recognizer, fake_emb[foreign], emb[foreign], cfg.injection_margin)
         if w.l1:
             terms["g_l1"] = L.l1_loss(fake, real)
         weight_of = {"g_adv": w.adversarial, "g_fm": w.feature_matching, "g_vgg": w.perceptual,
-                     "g_attn": w.attention, "g_id": w.identity, "g_l1": w.l1}
+                     "g_attn": w.attention, "g_id": w.identity, "g_l1": w.l1,
+                     "g_inj": w.injection, "g_away": w.injection_away}
         total = sum(weight_of[k] * v for k, v in terms.items())
         terms["g_total"] = total
         return terms, fake
@@ -263,7 +323,7 @@ class Trainer:
         acc = self.accelerator
         factor = lr_factor(self.step, self.total_steps, self.decay_steps)
         for group in self.opt_g.param_groups:
-            group["lr"] = self.cfg.lr_g * factor
+            group["lr"] = self.cfg.lr_g * factor * group.get("lr_scale", 1.0)
         for group in self.opt_d.param_groups:
             group["lr"] = self.cfg.lr_d * factor
         self.G.train()
@@ -273,13 +333,14 @@ class Trainer:
         for k, batch in enumerate(micro_batches):
             real = batch["image"].to(self.device)
             label = batch["label"].to(self.device)
+            keys = identity_keys(batch["identity"], batch["index"])
             last = k == n - 1
             with contextlib.ExitStack() as stack:
                 if not last:
                     stack.enter_context(acc.no_sync(self.G))
                     stack.enter_context(acc.no_sync(self.D))
                 with acc.autocast():
-                    g_terms, fake = self.generator_losses(real, label)
+                    g_terms, fake = self.generator_losses(real, label, keys)
                 acc.backward(g_terms["g_total"] / n)
                 with acc.autocast():
                     d_terms = self.discriminator_losses(real, label, fake.detach())
@@ -527,6 +588,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="override the schedule's length (steps)")
     parser.add_argument("--stop-at-step", type=int, default=None, help="stop (with a checkpoint) at this step without changing the schedule")
     parser.add_argument("--data", default=None, help="override the config's data root (a prepared folder)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL_DIR", help="start from this model folder's weights (overrides the config's init_from)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="publish the EMA model to this Hub repo when training ends")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -537,6 +599,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     if args.output_dir:
         cfg.output_dir = args.output_dir
+    if args.init_from:
+        cfg.init_from = args.init_from
     if args.max_steps:
         cfg.max_steps = args.max_steps
     if args.data:

@@ -35,6 +35,12 @@ def test_eval_writes_every_metric_it_can_compute(tiny_checkpoint, prepared_eval,
         assert 0 <= report[f"identity_same_share[{name}]"] <= 1
         assert 0 <= report[f"injection_verified_as_B[{name}]"] <= 1
         assert 0 <= report[f"injection_still_A[{name}]"] <= 1
+        for key in ("injection_not_A", "injection_success", "injection_verified_as_B_recompressed",
+                    "injection_not_A_recompressed", "injection_success_recompressed"):
+            assert 0 <= report[f"{key}[{name}]"] <= 1, key
+        assert report[f"injection_success[{name}]"] <= report[f"injection_verified_as_B[{name}]"]
+    if available_recognizers():
+        assert report["injection_psnr_vs_own_token_db"] > 0 and -1 <= report["injection_ssim_rgb_vs_own_token"] <= 1
     for name, status in recognizer_status().items():
         if status != "available":
             assert report["unavailable"][f"identity[{name}]"] == status
@@ -48,8 +54,11 @@ def test_eval_writes_every_metric_it_can_compute(tiny_checkpoint, prepared_eval,
 def test_injection_pairs_are_different_people(prepared_eval):
     ds = FaceMaskDataset.from_prepared(prepared_eval, "all")
     ids = ds.identities  # fixture: identity 100 + i // 2, so images come in same-person pairs
-    for a, b in injection_pairs(ds, None):
+    pairs = injection_pairs(ds, None)
+    for a, b in pairs:
         assert a != b and ids[a] != ids[b]
+    if len(ds) <= 12:   # small sets: every ordered pair of different people
+        assert len(pairs) == sum(ids[a] != ids[b] for a in range(len(ds)) for b in range(len(ds)))
 
 
 def test_checkpoint_resolution(tmp_path, tiny_checkpoint):

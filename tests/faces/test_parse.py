@@ -40,8 +40,9 @@ def test_landmark_parser_layout_on_real_photos(parsed, name):
         assert not (lm == CLASS_INDEX[cls]).any()
     tpl = get_template("generator", 256).points
     left_eye, right_eye = centroid(lm, "l_eye"), centroid(lm, "r_eye")
-    assert np.linalg.norm(left_eye - tpl[0]) < 8 and np.linalg.norm(right_eye - tpl[1]) < 8  # l_* on the image's left
-    assert centroid(lm, "l_brow")[1] < left_eye[1] and centroid(lm, "l_brow")[0] < centroid(lm, "r_brow")[0]
+    # CelebAMask-HQ: l_* is the subject's left = the image's RIGHT (template point 1)
+    assert np.linalg.norm(left_eye - tpl[1]) < 8 and np.linalg.norm(right_eye - tpl[0]) < 8
+    assert centroid(lm, "l_brow")[1] < left_eye[1] and centroid(lm, "l_brow")[0] > centroid(lm, "r_brow")[0]
     nose, upper, lower = centroid(lm, "nose"), centroid(lm, "u_lip"), centroid(lm, "l_lip")
     assert left_eye[1] < nose[1] < upper[1] < lower[1]
     skin = lm == CLASS_INDEX["skin"]

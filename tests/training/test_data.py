@@ -15,6 +15,32 @@ def test_flip_swaps_left_and_right_classes_with_the_image():
     assert np.array_equal(out_lab.numpy(), flip_label_map(lab.numpy().astype(np.uint8)))
 
 
+def _centre_x(lab: torch.Tensor, name: str) -> float:
+    return float(torch.nonzero(lab == CLASS_INDEX[name])[:, 1].float().mean())
+
+
+def test_side_convention_survives_flip_augmentation():
+    """CelebAMask-HQ: l_eye / l_brow / l_ear are the subject's left, on the image's RIGHT. The
+    bundled training maps hold it, a flip by the augmentation keeps it (the image is mirrored and
+    the partners swapped) and two flips give the map back bit for bit."""
+    from PIL import Image
+
+    from idface.training.config import REPO_ROOT
+
+    lab = torch.from_numpy(np.asarray(Image.open(REPO_ROOT / "assets/train/obama_mask.png"), dtype=np.int64))
+    img = torch.rand(3, *lab.shape)
+    half = lab.shape[1] / 2
+    for name in ("l_eye", "l_brow", "l_ear"):
+        assert _centre_x(lab, name) > half > _centre_x(lab, "r" + name[1:])
+    once_img, once = augment(img, lab, AugmentConfig(flip=1.0), np.random.default_rng(0))
+    for name in ("l_eye", "l_brow", "l_ear"):
+        assert _centre_x(once, name) > half > _centre_x(once, "r" + name[1:])
+        # the subject's left after the flip is what was his right, mirrored
+        assert abs(_centre_x(once, name) - (lab.shape[1] - 1 - _centre_x(lab, "r" + name[1:]))) < 1e-3
+    twice_img, twice = augment(once_img, once, AugmentConfig(flip=1.0), np.random.default_rng(0))
+    assert torch.equal(twice, lab) and torch.equal(twice_img, img)
+
+
 def test_geometric_augmentation_moves_image_and_labels_together():
     """An image painted from its label map stays consistent with it after scale/shift/warp."""
     lab = torch.zeros(32, 32, dtype=torch.long)

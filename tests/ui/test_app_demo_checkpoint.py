@@ -61,3 +61,21 @@ def test_generate_api_reconstructs_a_training_photo_as_the_same_person(demo_app)
     assert dlib["same_as_style"] is True, dlib
     assert dlib["distance_to_style"] < dlib["threshold"]
     assert dlib["verdict"] == "matches both faces"
+
+
+def test_first_screen_pair_is_read_as_the_identity_face(demo_app):
+    """The pair the page loads first (app.FIRST_STYLE_FACE / FIRST_IDENTITY_FACE): the style
+    face's mask and look with the identity face's token; dlib-ResNet's bar reads the identity face."""
+    import app
+
+    url, _ = demo_app
+    client = Client(url, verbose=False, download_files=True)
+    style = Path(app.FIRST_STYLE_FACE).stem
+    _, scores = client.predict(
+        mask_file=handle_file(str(ROOT / "assets" / "train" / f"{style}_mask.png")),
+        style_file=handle_file(str(ROOT / "assets" / "faces" / app.FIRST_STYLE_FACE)),
+        identity_file=handle_file(str(ROOT / "assets" / "faces" / app.FIRST_IDENTITY_FACE)),
+        api_name="/generate",
+    )
+    dlib = scores["recognizers"]["dlib-resnet"]
+    assert dlib["verdict"] == "recognized as the identity face", dlib
