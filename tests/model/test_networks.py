@@ -271,3 +271,32 @@ def test_code_swap_acts_inside_its_region_once_attention_follows_the_mask():
             diff = (generator(mask, swapped) - generator(mask, context)).abs().mean(1)[0]
             ratio = diff[region].mean() / diff[~region].mean()
             assert ratio > 1.2, f"{name}: image change inside / outside = {ratio:.2f}"
+
+
+def test_identity_film_path_and_checkpoints_without_it(tmp_path):
+    """identity_film adds one zero-initialised Linear(token) -> (scale, shift) per transformer
+    block: at init the token changes nothing through it; with weights it does. A checkpoint whose
+    config.json predates the field loads as before (no FiLM tensors), strictly."""
+    cfg = get_config("tiny")
+    assert cfg.identity_film
+    model = IdFaceModel(cfg).eval()
+    films = [b.identity_film for b in model.generator.transformer_blocks]
+    assert all(f is not None and not f.weight.any() and not f.bias.any() for f in films)
+    mask, image, emb = tiny_inputs(cfg, batch=1)
+    with torch.no_grad():
+        for f in films:
+            f.weight.normal_(std=0.1)
+        a = model(mask, image, identity_embedding=emb)
+        b = model(mask, image, identity_embedding=torch.randn_like(emb))
+    assert (a - b).abs().mean() > 1e-4
+
+    old = IdFaceModel(get_config("tiny", identity_film=False))
+    assert not any("identity_film" in k for k in old.state_dict())
+    old.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["identity_film"]                                       # as written before the field existed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    loaded = IdFaceModel.from_pretrained(str(tmp_path / "old"))
+    assert loaded.config.identity_film is False
+    with torch.no_grad():
+        assert torch.equal(loaded(mask, image, identity_embedding=emb), old.eval()(mask, image, identity_embedding=emb))
