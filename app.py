@@ -82,9 +82,9 @@ def pick_example(evt: gr.EventData):
     return example_faces()[int(evt.index)]
 
 
-def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
+def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) -> None:
     """The main panel: faces | mask | result."""
-    h = Handlers(engine)
+    h = Handlers(engine, warm_examples=warm_examples)
     faces = example_faces()
     by_name = {Path(f).name: f for f in faces}
     first_style = by_name.get(FIRST_STYLE_FACE, faces[0] if faces else None)
@@ -236,7 +236,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
     )
 
 
-def build_demo(engine: Engine | None = None) -> gr.Blocks:
+def build_demo(engine: Engine | None = None, warm_examples: bool = False) -> gr.Blocks:
     engine = engine or Engine(strict=False)  # checkpoint from IDFACE_CHECKPOINT or weights/ (idface.hub)
     with GuardedBlocks(title="idface", delete_cache=delete_cache_schedule(), analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
@@ -246,7 +246,7 @@ def build_demo(engine: Engine | None = None) -> gr.Blocks:
             gr.Markdown(f"**Checkpoint:** none. {engine.generator_help}", elem_id="checkpoint")
         with gr.Tabs():
             with gr.Tab("Synthesize", id="synthesize"):
-                synthesis_tab(demo, engine)
+                synthesis_tab(demo, engine, warm_examples)
             # More panels go here as tabs, each built by a function in idface/ui/ taking the
             # engine (e.g. the Conceal panel of issue 6: `with gr.Tab("Conceal"): conceal_tab(engine)`).
             with gr.Tab("Conceal", id="conceal"):
@@ -264,7 +264,8 @@ def main() -> None:
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     folder = claim_app_folder(app_folder(port))  # every file this run writes; a previous run's go now
     AppFolderSweeper(folder, *delete_cache_schedule()).start()
-    build_demo().launch(server_name=host, server_port=port, show_error=True, **LAUNCH_KWARGS)
+    # the served app prepares the bundled examples in the background at start-up
+    build_demo(warm_examples=True).launch(server_name=host, server_port=port, show_error=True, **LAUNCH_KWARGS)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def serve(port: int, checkpoint: str | None, stats_file: str | None = None) -> N
 
     signal.signal(signal.SIGUSR1, collect)
     engine = Engine(checkpoint=checkpoint, strict=False)
-    demo = app.build_demo(engine)
+    demo = app.build_demo(engine, warm_examples=True)
     demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH_KWARGS)
 
 

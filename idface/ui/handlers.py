@@ -8,6 +8,7 @@ never logged and never written into outputs.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -100,13 +101,35 @@ class ExampleFaces:
 
     MAX_BYTES = 8 << 20  # examples are small; a larger file is not hashed at all
 
-    def __init__(self, engine: Engine, paths: list[str], warm: bool = True):
+    def __init__(self, engine: Engine, paths: list[str]):
         self.engine = engine
         self.by_hash = {self.digest(p): p for p in paths}
         self.prepared: dict[str, PreparedFace] = {}
         self.lock = threading.Lock()
-        if warm:  # prepare them in the background at start-up, so the first visit does not wait
-            threading.Thread(target=self.warm, daemon=True, name="idface-examples").start()
+        self.stopping = threading.Event()
+        self.warmer: threading.Thread | None = None
+
+    @classmethod
+    def for_engine(cls, engine: Engine, paths: list[str]) -> "ExampleFaces":
+        """One set per engine (every page built on it shares the prepared examples)."""
+        examples = getattr(engine, "_idface_examples", None)
+        if examples is None:
+            examples = cls(engine, paths)
+            engine._idface_examples = examples
+        return examples
+
+    def warm_in_background(self) -> None:
+        """Prepare them all at start-up, so the first visit does not wait. Not a daemon thread
+        (one killed inside torch or dlib at exit aborts the process); stop() ends it early."""
+        if self.warmer is None:
+            self.warmer = threading.Thread(target=self.warm, name="idface-examples")
+            self.warmer.start()
+            atexit.register(self.stop)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.warmer is not None and self.warmer is not threading.current_thread():
+            self.warmer.join(timeout=60)
 
     @staticmethod
     def digest(path: str) -> str:
@@ -115,6 +138,8 @@ class ExampleFaces:
 
     def warm(self) -> None:
         for digest in list(self.by_hash):
+            if self.stopping.is_set():
+                return
             try:
                 self.get(digest)
             except Exception:  # a broken face model: the visitor's own request will say so
@@ -143,9 +168,11 @@ class ExampleFaces:
 
 
 class Handlers:
-    def __init__(self, engine: Engine, warm_examples: bool = True):
+    def __init__(self, engine: Engine, warm_examples: bool = False):
         self.engine = engine
-        self.examples = ExampleFaces(engine, example_faces(), warm=warm_examples)
+        self.examples = ExampleFaces.for_engine(engine, example_faces())  # prepared on first use
+        if warm_examples:
+            self.examples.warm_in_background()
 
     # ---- faces ----
     def prepare_face(self, photo: Any, what: str) -> tuple[PreparedFace | None, str, Any]:
