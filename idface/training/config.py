@@ -43,6 +43,8 @@ class TrainConfig:
     # identity_dropout: share of samples trained with the null identity token
     identity_recognizer: str | None = None
     identity_dropout: float = 0.0
+    # train on when a weighted loss's network is missing here (idface.training.preflight); off by default
+    allow_missing_losses: bool = False
 
     # schedule: one step = one optimizer update of G and of D (batch_size * grad_accum * processes images)
     batch_size: int = 1

@@ -530,6 +530,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="publish the EMA model to this Hub repo when training ends")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-missing-losses", action="store_true",
+                        help="train even when a weighted loss's network is missing here (it is switched off and listed in the checkpoint)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -541,7 +543,11 @@ def run(args: argparse.Namespace) -> int:
         cfg.max_steps = args.max_steps
     if args.data:
         cfg.data = {"root": args.data}
+    from idface.training.preflight import preflight
+
+    switched_off = preflight(cfg, allow_missing=args.allow_missing_losses)  # refuses to start unless allowed
     trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    trainer.disabled.update(switched_off)
     summary = trainer.train(stop_at_step=args.stop_at_step)
     if trainer.accelerator.is_main_process:
         print(json.dumps({k: summary[k] for k in ("step", "total_steps", "sec_per_step", "losses", "metrics", "disabled_terms")}, default=str))
