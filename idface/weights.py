@@ -284,7 +284,7 @@ class NetworkWeights:
                 return candidate
         url = self.url()
         if not download:
-            why = "downloads are off (HF_HUB_OFFLINE / IDFACE_OFFLINE)"
+            why = "downloads are off: HF_HUB_OFFLINE or IDFACE_OFFLINE is set"
         else:
             from urllib.parse import urlparse
 
@@ -298,7 +298,7 @@ class NetworkWeights:
                         return hub
                     why = f"the download from {url} left no file at {hub}"
                 except Exception as err:  # HTTP error, hash mismatch, disk full
-                    why = f"download from {url} failed ({type(err).__name__}: {err})"
+                    why = f"download from {url} failed: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
         raise UnavailableError(
             f"{self.purpose} needs {self.filename}, not found ({why}); looked in "
             + ", ".join(str(p) for p in self.candidates())
@@ -308,9 +308,9 @@ class NetworkWeights:
 
 
 VGG19 = NetworkWeights("vgg19", "the perceptual loss (VGG19, ImageNet)", "vgg19-dcbb9e9d.pth", "IDFACE_VGG19",
-                       "torchvision ImageNet weights (VGG: CC BY 4.0)")
+                       "torchvision (BSD-3-Clause), ImageNet-trained")
 ALEXNET = NetworkWeights("alexnet", "LPIPS (its AlexNet backbone, ImageNet)", "alexnet-owt-7be5be79.pth", "IDFACE_ALEXNET",
-                         "torchvision ImageNet weights (BSD-3-Clause)")
+                         "torchvision (BSD-3-Clause), ImageNet-trained")
 FID_INCEPTION = NetworkWeights("fid-inception", "FID and KID (TF-Inception 2015-12-05, as torch-fidelity ports it)",
                                "weights-inception-2015-12-05-6726825d.pth", "IDFACE_FID_INCEPTION",
                                "TensorFlow Inception weights (Apache-2.0)")

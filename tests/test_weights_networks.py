@@ -105,7 +105,5 @@ def test_prefilled_cache_fid_and_kid(filled):
     bright = 0.7 + torch.rand(3, 3, 64, 64, generator=gen) * 0.3
     fid.update(dark, bright)
     out = fid.results()
-    assert out["fid"] > 0 and out["kid_mean"] > 0 and "torch-fidelity" in out["fid_note"]
-    same = M.FIDMetric()
-    same.update(bright, bright)
-    assert same.compute() == pytest.approx(0.0, abs=1e-3)
+    assert out["fid"] > 1 and out["kid_mean"] > 0.01 and "torch-fidelity" in out["fid_note"]
+    assert set(out) == {"fid", "kid_mean", "kid_std", "fid_note"}

@@ -45,12 +45,15 @@ def alexnet_state() -> dict[str, torch.Tensor]:
 
 def fid_inception_state() -> dict[str, torch.Tensor]:
     """torch-fidelity's FeatureExtractorInceptionV3 state dict, random: the network is built with
-    its loading step skipped, then its fresh parameters are what the file holds."""
+    its loading step skipped, then its freshly initialised parameters are what the file holds."""
     from torch_fidelity import feature_extractor_inceptionv3 as fe
 
     with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}), \
             mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None):
         net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    for module in net.modules():  # He init keeps activations alive through ~100 layers (the default shrinks them to ~0)
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
     return net.state_dict()
 
 
