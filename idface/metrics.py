@@ -243,16 +243,30 @@ class FIDMetric:
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets [N, D]."""
-    from scipy import linalg
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets [N, D].
 
+    With fewer images than dimensions (N < D, e.g. 2,000 x 2048), Tr (S_a S_b)^1/2 is computed
+    exactly as the nuclear norm of C_a C_b^T (C: centred features / sqrt(N - 1); the non-zero
+    eigenvalues of S_a S_b are the squared singular values of that N_a x N_b matrix), which is
+    cheaper than a D x D matrix square root and has no imaginary round-off; otherwise scipy's sqrtm."""
     if len(a) < 2 or len(b) < 2:
         raise UnavailableError(f"FID needs at least 2 images per set; got {len(a)} and {len(b)}")
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mu_a, mu_b = a.mean(0), b.mean(0)
-    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ca, cb = (a - mu_a) / math.sqrt(len(a) - 1), (b - mu_b) / math.sqrt(len(b) - 1)  # S = C^T C
+    trace_a, trace_b = float((ca * ca).sum()), float((cb * cb).sum())
+    return float(((mu_a - mu_b) ** 2).sum() + trace_a + trace_b - 2 * _trace_sqrt_product(ca, cb))
+
+
+def _trace_sqrt_product(ca: np.ndarray, cb: np.ndarray) -> float:
+    """Tr (S_a S_b)^1/2 for S = C^T C, C [N, D]."""
+    if min(len(ca), len(cb)) < ca.shape[1]:
+        return float(np.linalg.svd(ca @ cb.T, compute_uv=False).sum())
+    from scipy import linalg
+
+    sa, sb = ca.T @ ca, cb.T @ cb
     covmean, _ = linalg.sqrtm(sa @ sb, disp=False)
     if not np.isfinite(covmean).all():
         eps = np.eye(sa.shape[0]) * 1e-6
         covmean = linalg.sqrtm((sa + eps) @ (sb + eps))
-    covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.trace(covmean))
+    return float(np.trace(covmean.real))

@@ -231,6 +231,9 @@ def arcface_weights_path(download: bool | None = None, hf_cache_dir: str | os.Pa
 # torch-fidelity's URL through torch.hub), which caches them in torch hub's checkpoints/.
 
 
+_FAILED_DOWNLOADS: dict[str, str] = {}  # file name -> why its download failed (once per process)
+
+
 @dataclass(frozen=True)
 class NetworkWeights:
     """One pretrained file a loss or metric needs."""
@@ -285,6 +288,8 @@ class NetworkWeights:
         url = self.url()
         if not download:
             why = "downloads are off: HF_HUB_OFFLINE or IDFACE_OFFLINE is set"
+        elif self.filename in _FAILED_DOWNLOADS:  # tried once in this process: no second wait
+            why = _FAILED_DOWNLOADS[self.filename]
         else:
             from urllib.parse import urlparse
 
@@ -299,6 +304,7 @@ class NetworkWeights:
                     why = f"the download from {url} left no file at {hub}"
                 except Exception as err:  # HTTP error, hash mismatch, disk full
                     why = f"download from {url} failed: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+            _FAILED_DOWNLOADS[self.filename] = why
         raise UnavailableError(
             f"{self.purpose} needs {self.filename}, not found ({why}); looked in "
             + ", ".join(str(p) for p in self.candidates())

@@ -82,3 +82,4 @@ def isolate(monkeypatch, torch_home: str | Path, weights_dir: str | Path) -> Non
     for spec in weights.NETWORK_WEIGHTS.values():
         monkeypatch.delenv(spec.env, raising=False)
     monkeypatch.setattr(weights, "WEIGHTS_DIR", Path(weights_dir))
+    monkeypatch.setattr(weights, "_FAILED_DOWNLOADS", {})
