@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from idface import weights
-from idface.errors import UnavailableError
-from idface.weights import VGG19_FILENAME
+from idface.errors import UnavailableError  # noqa: F401  (callers catch L.UnavailableError)
+from idface.weights import VGG19_FILENAME  # noqa: F401  (the file name callers write)
 
 log = logging.getLogger(__name__)
 

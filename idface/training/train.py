@@ -12,8 +12,10 @@ and one of the discriminator, over batch_size x grad_accum x processes images:
 
 TTUR Adam (G 1e-4, D 4e-4, betas (0, 0.9)), learning rates constant then decaying linearly to 0
 over the last decay_epochs, EMA of the generator side (what is evaluated and published).
-Terms whose weights are unavailable here (VGG19 without its file, a recognizer without weights)
-are switched off with a logged message, never faked; the run's trainer_state.json lists them.
+A weighted term whose network is unavailable here (VGG19 without its file, a recognizer without
+weights) stops the run before it starts (idface.training.preflight) unless missing losses are
+allowed; then it is switched off with a logged message, never faked, and trainer_state.json and
+the model card list it.
 
 The run folder (runs/<name>/ unless output_dir) holds tb/ (TensorBoard: every loss, learning
 rates, sample grids mask | style | identity | output | reconstruction, eval metrics),
