@@ -17,6 +17,7 @@ with the reason, and callers report the reason instead of a number.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -169,7 +170,9 @@ def _load_lpips(linear, backbone) -> torch.nn.Module:
     (the file idface.weights found), instead of letting torchvision look for it."""
     import lpips
 
-    net = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, model_path=str(linear), verbose=False)
+    with warnings.catch_warnings():  # lpips asks torchvision for alexnet(pretrained=False): deprecated wording, same thing
+        warnings.filterwarnings("ignore", message=".*(pretrained|weight enum).*", category=UserWarning)
+        net = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, model_path=str(linear), verbose=False)
     state = torch.load(str(backbone), map_location="cpu", weights_only=True)  # torchvision's alexnet state dict
     loaded = 0
     for block in net.net.children():  # lpips keeps AlexNet's features[i] as block child "i"

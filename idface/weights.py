@@ -17,6 +17,7 @@ Files, and where each is looked for (first hit wins; nothing is downloaded unles
   download (torchvision's weights API; torch-fidelity's URL via torch.hub) when `downloads_allowed()`
   and the host answers, cached in torch hub's checkpoints/. `fetch_all()` fetches them all once.
 - LPIPS: `lpips_weights()` = the lpips package's linear layers + AlexNet; `lpips_status()`.
+- The face parser of evaluation's mIoU: `parser_weights_path()` (facexlib's BiSeNet, its own download).
 - Generator checkpoints are resolved by idface.hub.resolve_checkpoint (Hub repos, revisions).
 - npm face networks (idface.tfjs): TO BE WIRED AT MERGE: the npm/TFJS fetcher's entry point
   (a function in idface/tfjs/package.py) is called from here, so consumers still ask only this module.
@@ -362,11 +363,42 @@ def lpips_status() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The face parser evaluation's mIoU uses when present (idface.faces.parse "auto": BiSeNet first)
+
+PARSER_FILE = "parsing_bisenet.pth"
+
+
+def parser_weights_path(download: bool | None = None) -> Path:
+    """facexlib's BiSeNet parsing weights: local folders, else facexlib's own download into its
+    model_rootpath when allowed; WeightsNotFoundError otherwise."""
+    download = downloads_allowed() if download is None else download
+    local = facexlib_weight_path(PARSER_FILE)
+    if local is not None:
+        return local
+    why = "downloads off"
+    if download and host_reachable("github.com"):
+        try:
+            from facexlib.parsing import init_parsing_model
+
+            init_parsing_model("bisenet", device="cpu", model_rootpath=str(facexlib_model_rootpath()))
+            local = facexlib_weight_path(PARSER_FILE)
+            if local is not None:
+                return local
+            why = "facexlib's download left no file"
+        except Exception as err:
+            why = f"facexlib's download failed: {type(err).__name__}"
+    elif download:
+        why = "github.com unreachable"
+    raise WeightsNotFoundError(f"face parser weights {PARSER_FILE} not found ({why}); looked in "
+                               + ", ".join(str(d) for d in local_weight_dirs()))
+
+
+# ---------------------------------------------------------------------------------------------
 # Everything at once (`python -m idface weights fetch` on a machine with network access)
 
 
 def fetch_all(download: bool | None = None) -> dict[str, str]:
-    """Every loss/metric/recognizer file: name -> its path, or "missing: reason"."""
+    """Every loss/metric/recognizer/parser file: name -> its path, or "missing: reason"."""
     out: dict[str, str] = {}
     try:
         out["arcface"] = str(arcface_weights_path(download))
@@ -377,6 +409,10 @@ def fetch_all(download: bool | None = None) -> dict[str, str]:
             out[key] = str(spec.path(download))
         except UnavailableError as err:
             out[key] = f"missing: {err}"
+    try:
+        out["parser"] = str(parser_weights_path(download))
+    except WeightsNotFoundError as err:
+        out["parser"] = f"missing: {err}"
     try:
         out["lpips-linear"] = str(lpips_linear_path())
     except UnavailableError as err:

@@ -58,6 +58,7 @@ def test_offline_each_missing_file_says_what_where_and_how(empty_home, capsys):
     assert main(["weights", "status"]) == 1
     status = json.loads(capsys.readouterr().out)
     assert status["vgg19"].startswith("missing:") and status["lpips-linear"].endswith("alex.pth")
+    assert set(status) == {"arcface", "vgg19", "alexnet", "fid-inception", "parser", "lpips-linear"}
 
 
 def test_unreachable_host_is_named(empty_home, monkeypatch):
