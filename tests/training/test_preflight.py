@@ -16,8 +16,9 @@ def offline_empty(tmp_path, monkeypatch):
     isolate(monkeypatch, tmp_path / "torch_home", tmp_path / "weights")
     monkeypatch.setenv("IDFACE_WEIGHTS_DIR", str(tmp_path / "facexlib"))
     monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path / "facexlib"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # no ArcFace mirror copy either
     return tmp_path
 
 
