@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("idface.training.train", "train the generator (plain or under accelerate launch)"),
     "eval": ("idface.evaluation.evaluate", "evaluate a checkpoint on the test split"),
     "bench": ("idface.bench", "benchmark the networks on this machine"),
+    "weights": ("idface.weights_cli", "fetch (once) or list the pretrained files the losses and metrics need"),
 }
 
 

@@ -6,9 +6,10 @@
 - ssim_luma(a, b): the same formula on luminance (BT.601 Y) with a reflect-padded window (sigma 1.5
   truncated at 11 x 11) over the whole image; uint8 numpy -> float. Concealment's SSIM.
 - ssim_luma_torch(a, b): ssim_luma, differentiable, [B, 3, H, W] in [0, 1] -> [B] (budgets in optimisers).
-- LPIPS (Zhang et al. 2018, AlexNet): `LPIPSMetric()(fake, real)` on [B, 3, H, W] in [0, 1] -> [B];
-  only with weights already on this machine (idface.weights.lpips_status), else UnavailableError.
-- FID: `FIDMetric` (torchvision's Inception-v3 from a local file), `frechet_distance`.
+- LPIPS (Zhang et al. 2018, the lpips package, AlexNet): `LPIPSMetric()(fake, real)` on [B, 3, H, W]
+  in [0, 1] -> [B].
+- FID and KID: `FIDMetric` (TF-Inception pool3 as torch-fidelity ports it: the network and resize of
+  published FIDs), `frechet_distance`.
 Pretrained files are found by idface.weights; a metric that cannot run raises UnavailableError
 with the reason, and callers report the reason instead of a number.
 """
@@ -16,6 +17,7 @@ with the reason, and callers report the reason instead of a number.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -135,24 +137,25 @@ def mean_iou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# LPIPS: only with weights already on this machine (never downloads)
+# LPIPS (the lpips package, v0.1, AlexNet), weights through idface.weights
 
-_LPIPS_NETS: dict[str, torch.nn.Module] = {}
+_LPIPS_NETS: dict[tuple[str, str], torch.nn.Module] = {}
 
 
 class LPIPSMetric:
-    """LPIPS (AlexNet): fake, real [B, 3, H, W] in [0, 1] -> [B]; lower = more alike."""
+    """LPIPS (Zhang et al. 2018; lpips 0.1.4, net="alex", version 0.1): fake, real [B, 3, H, W] in
+    [0, 1] -> [B]; lower = more alike. The AlexNet backbone is found (or fetched once, when
+    downloads are allowed) by idface.weights; else UnavailableError with the reason."""
 
-    def __init__(self, device="cpu"):
-        status = weights.lpips_status()
-        if status != "available":
-            raise UnavailableError(f"LPIPS unavailable: {status}")
-        key = str(device)
+    def __init__(self, device="cpu", download: bool | None = None):
+        try:
+            linear, backbone = weights.lpips_weights(download)
+        except UnavailableError as err:
+            raise UnavailableError(f"LPIPS unavailable: {err}") from None
+        key = (str(device), str(backbone))
         if key not in _LPIPS_NETS:
-            import lpips
-
             try:
-                _LPIPS_NETS[key] = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
+                _LPIPS_NETS[key] = _load_lpips(linear, backbone).to(device)
             except Exception as err:
                 raise UnavailableError(f"LPIPS weights could not be loaded: {type(err).__name__}: {err}") from None
         self.net = _LPIPS_NETS[key]
@@ -162,29 +165,52 @@ class LPIPSMetric:
         return self.net(fake * 2 - 1, real * 2 - 1).flatten()
 
 
+def _load_lpips(linear, backbone) -> torch.nn.Module:
+    """lpips.LPIPS with its own linear layers and torchvision's AlexNet features from `backbone`
+    (the file idface.weights found), instead of letting torchvision look for it."""
+    import lpips
+
+    with warnings.catch_warnings():  # lpips asks torchvision for alexnet(pretrained=False): deprecated wording, same thing
+        warnings.filterwarnings("ignore", message=".*(pretrained|weight enum).*", category=UserWarning)
+        net = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, model_path=str(linear), verbose=False)
+    state = torch.load(str(backbone), map_location="cpu", weights_only=True)  # torchvision's alexnet state dict
+    loaded = 0
+    for block in net.net.children():  # lpips keeps AlexNet's features[i] as block child "i"
+        for index, layer in block.named_children():
+            own = {k[len(f"features.{index}."):]: v for k, v in state.items() if k.startswith(f"features.{index}.")}
+            if own:
+                layer.load_state_dict(own, strict=True)
+                loaded += len(own)
+    if loaded != 10:  # five convolutions, weight and bias each
+        raise ValueError(f"{backbone} is not torchvision's AlexNet state dict ({loaded} of 10 feature tensors)")
+    return net.eval().requires_grad_(False)
+
+
 # ---------------------------------------------------------------------------------------------
-# FID
+# FID and KID: TF-Inception features as published FIDs compute them
 
 
 class FIDMetric:
-    """Frechet distance between Inception-v3 pool features (2048-d) of two image sets.
+    """FID (Heusel et al. 2017) and KID (Binkowski et al. 2018) between generated and real images.
 
-    Uses torchvision's ImageNet Inception-v3 weights from a local file: the numbers are FID in
-    form but not comparable with the TF-Inception FID of papers (different weights/resizing);
-    the report says so."""
+    Features: the 2048-d pool3 output of the TF-Inception graph of 2015-12-05 (the network of the
+    original TTUR FID code and of pytorch-fid), as ported by torch-fidelity 0.4.0 with its
+    TF1-compatible bilinear resize to 299 x 299, on uint8-quantised images (as from saved PNGs).
+    KID: torch-fidelity's estimator (cubic polynomial kernel, 100 subsets of min(1000, N) images).
+    update(fake, real) takes [B, 3, H, W] in [0, 1]; results() -> {"fid", "kid_mean", "kid_std", "fid_note"}.
+    """
 
-    note = "torchvision Inception-v3 weights; not comparable with papers' TF-Inception FID"
+    note = ("TF-Inception 2015-12-05 pool3 via torch-fidelity 0.4.0 (TF1 bilinear resize to 299, uint8 input): "
+            "the network and resize of published FIDs; compare only at the same image count and resolution")
 
-    def __init__(self, device="cpu"):
-        candidates = weights.inception_candidates()
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            raise UnavailableError("Inception-v3 weights not found offline (tried " + ", ".join(str(p) for p in candidates) + ")")
-        from torchvision.models import inception_v3
+    def __init__(self, device="cpu", download: bool | None = None):
+        path = weights.fid_inception_weights_path(download)
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-        net = inception_v3(weights=None, aux_logits=True, init_weights=False)
-        net.load_state_dict(torch.load(str(path), map_location="cpu", weights_only=True))
-        net.fc = torch.nn.Identity()
+        try:
+            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+        except Exception as err:
+            raise UnavailableError(f"FID Inception weights in {path} could not be loaded: {type(err).__name__}: {err}") from None
         self.net = net.to(device).eval()
         self.device = device
         self.real: list[np.ndarray] = []
@@ -192,10 +218,8 @@ class FIDMetric:
 
     @torch.no_grad()
     def _features(self, img: torch.Tensor) -> np.ndarray:
-        x = F.interpolate(img.float().to(self.device), size=(299, 299), mode="bilinear", align_corners=False)
-        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
-        return self.net((x - mean) / std).double().cpu().numpy()
+        x = (img.float().clamp(0, 1) * 255).round().to(torch.uint8).to(self.device)  # [B, 3, H, W] uint8
+        return self.net(x)[0].double().cpu().numpy()  # [B, 2048]
 
     def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
         self.fake.append(self._features(fake))
@@ -204,18 +228,48 @@ class FIDMetric:
     def compute(self) -> float:
         return frechet_distance(np.concatenate(self.fake), np.concatenate(self.real))
 
+    def kid(self) -> tuple[float, float]:
+        """KID mean and standard deviation over subsets."""
+        from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+        fake, real = np.concatenate(self.fake), np.concatenate(self.real)
+        n = min(len(fake), len(real))
+        if n < 2:
+            raise UnavailableError(f"KID needs at least 2 images per set; got {len(fake)} and {len(real)}")
+        out = kid_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real), kid_subset_size=min(1000, n),
+                                     kid_subsets=100, verbose=False, rng_seed=2020)
+        return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+
+    def results(self) -> dict:
+        kid_mean, kid_std = self.kid()
+        return {"fid": self.compute(), "kid_mean": kid_mean, "kid_std": kid_std, "fid_note": self.note}
+
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets [N, D]."""
-    from scipy import linalg
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets [N, D].
 
+    With fewer images than dimensions (N < D, e.g. 2,000 x 2048), Tr (S_a S_b)^1/2 is computed
+    exactly as the nuclear norm of C_a C_b^T (C: centred features / sqrt(N - 1); the non-zero
+    eigenvalues of S_a S_b are the squared singular values of that N_a x N_b matrix), which is
+    cheaper than a D x D matrix square root and has no imaginary round-off; otherwise scipy's sqrtm."""
     if len(a) < 2 or len(b) < 2:
         raise UnavailableError(f"FID needs at least 2 images per set; got {len(a)} and {len(b)}")
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mu_a, mu_b = a.mean(0), b.mean(0)
-    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ca, cb = (a - mu_a) / math.sqrt(len(a) - 1), (b - mu_b) / math.sqrt(len(b) - 1)  # S = C^T C
+    trace_a, trace_b = float((ca * ca).sum()), float((cb * cb).sum())
+    return float(((mu_a - mu_b) ** 2).sum() + trace_a + trace_b - 2 * _trace_sqrt_product(ca, cb))
+
+
+def _trace_sqrt_product(ca: np.ndarray, cb: np.ndarray) -> float:
+    """Tr (S_a S_b)^1/2 for S = C^T C, C [N, D]."""
+    if min(len(ca), len(cb)) < ca.shape[1]:
+        return float(np.linalg.svd(ca @ cb.T, compute_uv=False).sum())
+    from scipy import linalg
+
+    sa, sb = ca.T @ ca, cb.T @ cb
     covmean, _ = linalg.sqrtm(sa @ sb, disp=False)
     if not np.isfinite(covmean).all():
         eps = np.eye(sa.shape[0]) * 1e-6
         covmean = linalg.sqrtm((sa + eps) @ (sb + eps))
-    covmean = covmean.real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.trace(covmean))
+    return float(np.trace(covmean.real))

@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "faces": 2, "identity": 2, "model": 2,
     "pipeline": 3, "conceal": 3, "training": 3, "evaluation": 3, "fitting": 3,
     "engine": 4, "outputs": 4,
-    "cli": 5, "__main__": 5, "generate_cli": 5, "bench": 5,
+    "cli": 5, "__main__": 5, "generate_cli": 5, "bench": 5, "weights_cli": 5,
     "ui": 6,
     "testing": 7,  # test support for tests/ and scripts/; nothing in idface imports it
 }

@@ -45,10 +45,15 @@ def test_frechet_distance():
     assert M.frechet_distance(shifted, a) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_lpips_and_fid_say_why_they_are_unavailable(monkeypatch, tmp_path):
-    monkeypatch.setattr(weights, "inception_candidates", lambda: [tmp_path / "none.pth"])
-    with pytest.raises(M.UnavailableError, match="none.pth"):
-        M.FIDMetric()
-    if weights.lpips_status() != "available":
-        with pytest.raises(M.UnavailableError, match="LPIPS unavailable"):
-            M.LPIPSMetric()
+
+
+def test_frechet_distance_with_fewer_images_than_dimensions_matches_the_matrix_square_root():
+    """The N < D route (nuclear norm of C_a C_b^T) against scipy's sqrtm on the same covariances."""
+    from scipy import linalg
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 8)), rng.normal(size=(7, 8)) + 0.5
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    reference = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.trace(linalg.sqrtm(sa @ sb).real)
+    assert M.frechet_distance(a, b) == pytest.approx(reference, rel=1e-6)
+    assert M.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)

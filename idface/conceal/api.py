@@ -114,7 +114,7 @@ def distortion(original: np.ndarray, attacked: np.ndarray) -> dict:
     """The report's distortion block: psnr, ssim_luma, lpips (or the reason it is unavailable)."""
     try:
         to01 = lambda v: torch.from_numpy(np.array(v, np.float32)).permute(2, 0, 1)[None] / 255.0  # noqa: E731
-        lpips, note = round(float(LPIPSMetric()(to01(original), to01(attacked))[0]), 5), None
+        lpips, note = round(float(LPIPSMetric(download=False)(to01(original), to01(attacked))[0]), 5), None
     except UnavailableError as err:
         lpips, note = "unavailable", str(err)
     return {

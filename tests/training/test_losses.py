@@ -44,7 +44,8 @@ def test_attention_loss_rewards_attention_on_the_class_region():
 
 def test_vgg19_unavailable_names_where_it_looked(monkeypatch, tmp_path):
     monkeypatch.setenv("IDFACE_VGG19", str(tmp_path / "nope.pth"))
-    monkeypatch.setattr(weights, "vgg19_candidates", lambda: [tmp_path / "nope.pth"])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(UnavailableError, match="nope.pth"):
         L.load_vgg19()
 

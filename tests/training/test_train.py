@@ -65,7 +65,7 @@ def test_two_dozen_steps_with_every_available_loss(prepared_64, tmp_path, capsys
     out = tmp_path / "run"
     cfg = tiny_config(prepared_64, out, max_steps=24, decay_steps=12, batch_size=1, sample_every=12, eval_every=12,
                       checkpoint_every=12, eval_images=2, export_dtype="float16")
-    code = main(["train", "--config", str(write_config(tmp_path / "cfg.json", cfg)), "--no-progress"])
+    code = main(["train", "--config", str(write_config(tmp_path / "cfg.json", cfg)), "--no-progress", "--allow-missing-losses"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["step"] == 24
@@ -88,6 +88,7 @@ def test_two_dozen_steps_with_every_available_loss(prepared_64, tmp_path, capsys
         assert (ckpt / name).is_file(), name
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["step"] == 24 and "psnr_db" in state["metrics"]
+    assert state["disabled_terms"] == summary["disabled_terms"]  # what was off stays on record
     from idface.model import IdFaceModel
 
     published = load_file(str(out / "final" / "model.safetensors"))
@@ -96,6 +97,7 @@ def test_two_dozen_steps_with_every_available_loss(prepared_64, tmp_path, capsys
     model = IdFaceModel.from_pretrained(str(out / "final"))
     card = (out / "final" / "README.md").read_text()
     assert "24 of 24 steps" in card and "psnr_db" in card
+    assert all(f"{term} (" in card for term in summary["disabled_terms"])  # "switched off: perceptual (...)"
     x = model(onehot(torch.zeros(1, 64, 64, dtype=torch.long)), torch.zeros(1, 3, 64, 64))
     assert torch.isfinite(x).all()
 
@@ -156,7 +158,8 @@ def test_two_processes_through_accelerate_gloo(prepared_64, tmp_path):
     config = write_config(tmp_path / "cfg.json", cfg)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "idface", "train", "--config", str(config), "--no-progress"]
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "idface", "train", "--config", str(config), "--no-progress",
+           "--allow-missing-losses"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = out / "checkpoints" / "step_00000002"
