@@ -64,17 +64,22 @@ class FitCancelled(IdfaceError):
 class FitConfig:
     """How long and with what weights to fit. Defaults: about 15 s on 2 shared CPU cores at 128 px."""
 
-    steps: int = 70                     # generator tuning steps (two images each)
-    code_steps: int = 30                # style-code (pivot) steps, generator frozen
-    max_seconds: float | None = 18.0    # wall clock for the whole fit, preparation included
+    steps: int = 100                    # generator tuning steps (two images each)
+    code_steps: int = 20                # style-code (pivot) steps, generator frozen
+    max_seconds: float | None = 18.0    # wall clock for the fit, once the face is prepared (None: no limit)
     code_lr: float = 0.08
-    generator_lr: float = 1.5e-3
-    ssim: float = 0.5                   # reconstruction = L1 + ssim * (1 - SSIM)
+    generator_lr: float = 1e-3         # Adam, cosine-decayed to final_lr_fraction of it
+    final_lr_fraction: float = 0.05
+    warmup_steps: int = 5
+    ssim: float = 0.5                   # reconstruction = L1 + ssim * (1 - SSIM) + mse * MSE
+    mse: float = 1.0
+    face_weight: float = 2.0            # pixels of the face region count 1 + face_weight times
     identity: float = 0.2               # 1 - cos to the photo's embedding, own token
     injection: float = 0.2              # 1 - cos to another person's embedding, their token
     injection_pixels: float = 0.5       # L1 to the photo while injecting
     edit: float = 1.0                   # edited masks: outside = photo, inside = base generator
     edit_inside: float = 0.5
+    schedule: tuple[str, ...] = ("edit", "anchor", "edit", "foreign")  # the second image, in turn
     anchor: float = 1.0                 # other faces: stay the base generator's output
     edit_margin: float = 1 / 32         # of the side: around an edit, pixels that may blend (4 at 128)
     threads: int | None = 1             # torch threads while fitting (None: leave as is); one
@@ -115,17 +120,18 @@ class FitResult:
     identity_threshold: float
     code_steps: int
     steps: int
-    seconds: float
+    seconds: float                      # the fit itself (the face already prepared)
     stopped: str                        # "done", or "time limit" when max_seconds cut the steps
     anchors: int                        # other faces used as anchors / foreign identities
     foreign_identities: int
     reconstruction: np.ndarray = field(repr=False, default=None)  # [S, S, 3] uint8, synthetic
+    prepare_seconds: float = 0.0        # detect, align, parse, embed (fit_face only; the app did it at upload)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers (no images, no embeddings)."""
         keys = ("base", "image_size", "psnr_before", "psnr_after", "psnr_face_before", "psnr_face_after",
                 "identity_metric", "identity_before", "identity_after", "identity_threshold", "code_steps",
-                "steps", "seconds", "stopped", "anchors", "foreign_identities")
+                "steps", "seconds", "prepare_seconds", "stopped", "anchors", "foreign_identities")
         out = {k: getattr(self, k) for k in keys}
         for k, v in out.items():
             if isinstance(v, float):
@@ -343,6 +349,8 @@ def fit_prepared(
 
         photo = to_model_tensor(real)                                # [1, 3, S, S]
         mask = onehot(lm)                                            # [1, K, S, S]
+        weight = 1 + cfg.face_weight * torch.from_numpy(region).float()[None, None]
+        pixel_weight = weight / weight.mean()                        # [1, 1, S, S], mean 1
         others = other_faces(base_model, recognizer)
         target_emb = emb_t[None] if emb_t is not None else None      # [1, D]
         foreign = []
@@ -372,7 +380,7 @@ def fit_prepared(
             if code_budget is not None and i and (time.perf_counter() - t_code) / i * (i + 1) > code_budget:
                 break
             fake = generator(mask, base_model.context(pivot_codes(), token))
-            loss = L.reconstruction_loss(fake, photo, cfg.ssim)
+            loss = L.reconstruction_loss(fake, photo, cfg.ssim, cfg.mse, pixel_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -392,8 +400,8 @@ def fit_prepared(
                          if edits else None)                         # [E, 3, S, S], base generator
         generator.requires_grad_(True)
         opt = torch.optim.Adam(generator.parameters(), lr=cfg.generator_lr, betas=(0.9, 0.99))
-        kinds = [k for k, ok in (("edit", bool(edits)), ("anchor", bool(others)), ("edit", bool(edits)),
-                                 ("foreign", bool(foreign))) if ok] or ["none"]
+        available = {"edit": bool(edits), "anchor": bool(others), "foreign": bool(foreign)}
+        kinds = [k for k in cfg.schedule if available.get(k)] or ["none"]
         t_gen = time.perf_counter()
         check_reserve = 0.6  # seconds kept for the final check
         for i in range(cfg.steps):
@@ -401,6 +409,14 @@ def fit_prepared(
                 per_step = (time.perf_counter() - t_gen) / i
                 if time.perf_counter() + per_step + check_reserve > deadline:
                     break
+            # cosine decay over the planned steps or the time left, whichever ends first
+            frac = i / max(1, cfg.steps)
+            if deadline is not None and i:
+                frac = max(frac, (time.perf_counter() - t_gen) / max(1e-3, deadline - check_reserve - t_gen))
+            warmup = min(1.0, (i + 1) / max(1, cfg.warmup_steps))
+            for group in opt.param_groups:
+                group["lr"] = cfg.generator_lr * warmup * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
+                                                           * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
             kind = kinds[i % len(kinds)]
             masks, contexts = [mask], [context]
             if kind == "edit":
@@ -418,7 +434,7 @@ def fit_prepared(
                 masks.append(mask)
                 contexts.append(base_model.context(codes, foreign_token))
             fake = generator(torch.cat(masks), torch.cat(contexts))   # [1 or 2, 3, S, S]
-            loss = L.reconstruction_loss(fake[:1], photo, cfg.ssim)
+            loss = L.reconstruction_loss(fake[:1], photo, cfg.ssim, cfg.mse, pixel_weight)
             if recognizer is not None and target_emb is not None and cfg.identity:
                 loss = loss + cfg.identity * L.identity_loss(recognizer, fake[:1], target_emb)
             if kind == "edit":
@@ -471,21 +487,21 @@ def fit_face(
     photo: Any,
     base_checkpoint: str | None = None,
     steps: int | None = None,
-    max_seconds: float | None = -1.0,
+    max_seconds: float | None = None,
     *,
     config: FitConfig | None = None,
     progress: Callable[[FitProgress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> FitResult:
     """Photo (path, bytes, array) -> FitResult. base_checkpoint: folder or Hub id (None: the
-    resolver's default, as the app). steps / max_seconds override the config's (max_seconds None:
-    no limit)."""
+    resolver's default, as the app). steps / max_seconds override the config's (max_seconds 0: no
+    time limit)."""
     start = time.perf_counter()
     cfg = config or FitConfig()
     if steps is not None:
         cfg = replace(cfg, steps=steps)
-    if max_seconds is None or max_seconds != -1.0:
-        cfg = replace(cfg, max_seconds=max_seconds)
+    if max_seconds is not None:
+        cfg = replace(cfg, max_seconds=max_seconds or None)
     from idface.faces import prepare_face
     from idface.hub import resolve_checkpoint
     from idface.identity.registry import get_recognizer
@@ -497,5 +513,13 @@ def fit_face(
     with torch_threads(cfg.threads):
         face = prepare_face(load_image(photo, "style photo"))
         embedding = embed(recognizer, np.asarray(face.image, dtype=np.uint8)).numpy()
-    return fit_prepared(base, face.image, face.label_map, embedding, cfg, recognizer=recognizer,
-                        base_label=source.describe(), progress=progress, cancel=cancel, started=start)
+    prepared = time.perf_counter() - start
+    result = fit_prepared(base, face.image, face.label_map, embedding, cfg, recognizer=recognizer,
+                          base_label=checkpoint_label(source.describe()), progress=progress, cancel=cancel)
+    result.prepare_seconds = prepared
+    return result
+
+
+def checkpoint_label(described: str) -> str:
+    """hub.CheckpointSource.describe() without this machine's absolute paths."""
+    return described.replace(str(REPO_ROOT) + "/", "")

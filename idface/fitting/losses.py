@@ -36,9 +36,16 @@ def ssim_loss(fake: torch.Tensor, real: torch.Tensor, window: int = 7) -> torch.
     return 1 - ssim.mean()
 
 
-def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, ssim_weight: float = 0.5) -> torch.Tensor:
-    """Pixel L1 + ssim_weight * (1 - SSIM): the photo itself, every pixel."""
-    return masked_l1(fake, real) + ssim_weight * ssim_loss(fake, real)
+def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, ssim_weight: float = 0.5,
+                        mse_weight: float = 0.0, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixel L1 + ssim_weight * (1 - SSIM) + mse_weight * MSE: the photo itself, every pixel;
+    pixel_weight [B, 1, H, W] (mean 1) weighs the pixel terms, e.g. the face region up."""
+    w = torch.ones_like(fake[:, :1]) if pixel_weight is None else pixel_weight
+    diff = fake.float() - real.float()
+    loss = (diff.abs() * w).mean() + ssim_weight * ssim_loss(fake, real)
+    if mse_weight:
+        loss = loss + mse_weight * (diff.square() * w).mean()
+    return loss
 
 
 def edit_locality_loss(fake: torch.Tensor, photo: torch.Tensor, base_edit: torch.Tensor,
