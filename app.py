@@ -17,6 +17,7 @@ from idface.ui.bars import IDENTITY_COLOR, STYLE_COLOR, identity_bars_html  # no
 from idface.ui.canvas import mask_editor  # noqa: E402
 from idface.ui.conceal_panel import conceal_tab  # noqa: E402
 from idface.ui.engine import Engine, display_token_names  # noqa: E402
+from idface.ui.fit_panel import FitPanel  # noqa: E402
 from idface.ui.sessions import (  # noqa: E402
     SESSION_TTL_S, delete_cache_schedule, free_session_on_unload, launch_limits,
 )
@@ -82,6 +83,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
                 buttons=[], elem_classes="face-style", elem_id="style_in",
             )
             style_msg = gr.Markdown(elem_classes="face-msg")
+            fit = FitPanel(engine, faces)  # fit the generator to a new style face; says which weights show
             gr.Markdown("Examples (click one):", elem_classes="ex-title")
             style_examples = example_strip(faces, "style_examples")
             identity_in = gr.Image(
@@ -154,7 +156,8 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
         lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],
         show_progress_on=[style_crop], api_visibility="private", **heavy,
     ).then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
-    regenerate_after(style_prepared)
+    regenerate_after(fit.after_style(style_prepared, style_in, style_state))
+    fit.wire(style_state, regenerate_after)
     # first visit: prepare the pre-filled example faces, take the style face's mask, generate
     regenerate_after(
         demo.load(lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],

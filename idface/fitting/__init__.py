@@ -4,4 +4,4 @@ with mask edits kept local and the identity token kept alive. See idface.fitting
 from idface.fitting.fit import (  # noqa: F401
     FitCancelled, FitConfig, FitProgress, FitResult, fit_face, fit_prepared, photo_key,
 )
-from idface.fitting.delta import WeightDelta  # noqa: F401
+from idface.fitting.delta import FittedFace, WeightDelta  # noqa: F401

@@ -44,3 +44,17 @@ class WeightDelta:
         model.config = self.config
         model._hub_mixin_config = self.config.to_dict()
         return model.eval()
+
+
+@dataclass(eq=False)
+class FittedFace:
+    """Weights fitted to one face, kept in that visitor's session only (identity semantics: two
+    sessions never share one, even for the same photo)."""
+
+    key: str                            # idface.fitting.photo_key of the prepared face
+    delta: WeightDelta
+    summary: dict                       # FitResult.summary(): what was fitted, how well
+
+    @property
+    def nbytes(self) -> int:
+        return self.delta.nbytes

@@ -159,7 +159,8 @@ class Handlers:
             return scores_only("**Problem:** generation failed on the server; the error is in its log.")
         shown = upscale(gen.image, FRAME_SIZE)
         download = synthetic_png_file(gen.image, engine.checkpoint_label, gen.settings)
-        status = f"Generated in {gen.seconds:.2f} s · checkpoint: {engine.checkpoint_label}"
+        status = (f"Generated in {gen.seconds:.2f} s · checkpoint: {engine.checkpoint_label}"
+                  f" · weights: {gen.settings.get('weights', 'base checkpoint')}")
         return (shown, mask_pic, self.attention_picture(gen, token), identity_bars_html(gen.scores),
                 download, status, gen)
 
