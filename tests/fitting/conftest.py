@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-TRAIN = Path(__file__).resolve().parents[2] / "assets" / "train"
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TRAIN = ROOT / "assets" / "train"
 
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
-    """(folder, model): zero-initialised layers get small noise so codes and token matter."""
-    import torch
-
+    """(folder, model): the app tests' random "tiny" checkpoint (its zero-initialised layers get
+    small noise so codes and token matter)."""
     from idface.model import IdFaceModel
+    from tests.ui.conftest import make_plumbing_checkpoint
 
-    torch.manual_seed(0)
-    model = IdFaceModel("tiny")
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim > 1 and not p.any():
-                p.normal_(0.0, 0.2)
     folder = tmp_path_factory.mktemp("tiny_base")
-    model.save_pretrained(folder)
+    make_plumbing_checkpoint(folder)
     return folder, IdFaceModel.from_pretrained(str(folder))
 
 
