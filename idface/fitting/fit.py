@@ -77,6 +77,8 @@ class FitConfig:
     identity: float = 0.2               # 1 - cos to the photo's embedding, own token
     injection: float = 0.2              # 1 - cos to another person's embedding, their token
     injection_pixels: float = 0.5       # L1 to the photo while injecting
+    min_token_effect: float = 0.5       # injection steps only if swapping the token changes the base
+                                        # output by this much (mean |change|, 0..255)
     edit: float = 1.0                   # edited masks: outside = photo, inside = base generator
     edit_inside: float = 0.5
     schedule: tuple[str, ...] = ("edit", "anchor", "edit", "foreign")  # the second image, in turn
@@ -123,7 +125,8 @@ class FitResult:
     seconds: float                      # the fit itself (the face already prepared)
     stopped: str                        # "done", or "time limit" when max_seconds cut the steps
     anchors: int                        # other faces used as anchors / foreign identities
-    foreign_identities: int
+    foreign_identities: int             # 0 when the base generator ignores its identity token
+    token_effect: float                 # base output's mean |change| (0..255) when the token is swapped
     reconstruction: np.ndarray = field(repr=False, default=None)  # [S, S, 3] uint8, synthetic
     prepare_seconds: float = 0.0        # detect, align, parse, embed (fit_face only; the app did it at upload)
 
@@ -131,7 +134,7 @@ class FitResult:
         """JSON-ready numbers (no images, no embeddings)."""
         keys = ("base", "image_size", "psnr_before", "psnr_after", "psnr_face_before", "psnr_face_after",
                 "identity_metric", "identity_before", "identity_after", "identity_threshold", "code_steps",
-                "steps", "seconds", "prepare_seconds", "stopped", "anchors", "foreign_identities")
+                "steps", "seconds", "prepare_seconds", "stopped", "anchors", "foreign_identities", "token_effect")
         out = {k: getattr(self, k) for k in keys}
         for k, v in out.items():
             if isinstance(v, float):
@@ -398,6 +401,17 @@ def fit_prepared(
                 edits.append((name, onehot(edited), inside))
             base_edit = (generator(torch.cat([e[1] for e in edits]), context.expand(len(edits), -1, -1))
                          if edits else None)                         # [E, 3, S, S], base generator
+            # does the base generator use the identity token at all? (mean |change| 0..255 when
+            # the photo's token is swapped for other people's). Training the injection objective
+            # into a generator that ignores its token only pulls every face towards the others.
+            token_effect = 0.0
+            if foreign:
+                swapped = torch.cat([base_model.identity_token(o.embedding[None], batch=1) for o in foreign])
+                outs = generator(mask.expand(len(foreign) + 1, -1, -1, -1),
+                                 torch.cat([context, base_model.context(codes.expand(len(foreign), -1, -1), swapped)]))
+                token_effect = float((outs[1:] - outs[:1]).abs().mean()) * 127.5
+            if token_effect < cfg.min_token_effect:
+                foreign = []
         generator.requires_grad_(True)
         opt = torch.optim.Adam(generator.parameters(), lr=cfg.generator_lr, betas=(0.9, 0.99))
         available = {"edit": bool(edits), "anchor": bool(others), "foreign": bool(foreign)}
@@ -474,7 +488,8 @@ def fit_prepared(
             identity_metric=metric, identity_before=score_before, identity_after=score_after,
             identity_threshold=threshold, code_steps=code_steps, steps=steps, seconds=seconds,
             stopped="done" if steps == cfg.steps and code_steps == cfg.code_steps else "time limit",
-            anchors=len(others), foreign_identities=len(foreign), reconstruction=after,
+            anchors=len(others), foreign_identities=len(foreign), token_effect=token_effect,
+            reconstruction=after,
         )
         model.config = fitted_config(model, base_label, result.summary())
         model._hub_mixin_config = model.config.to_dict()

@@ -14,7 +14,8 @@ from idface.fitting import FitCancelled, FitConfig, WeightDelta, fit_prepared
 from idface.model import IdFaceModel
 from idface.pipeline import IdFacePipeline
 
-QUICK = dict(code_steps=6, steps=14, max_seconds=None)
+# min_token_effect=0: run the injection steps even though a random tiny generator barely uses its token
+QUICK = dict(code_steps=6, steps=14, max_seconds=None, min_token_effect=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,15 @@ def test_weight_delta_is_fp16_and_rebuilds_the_fit(fitted, tiny_base, aligned_fa
     image, label = aligned_face
     out = IdFacePipeline(rebuilt)(label, style=(image, label), identity_embedding=emb, attention=False).image
     assert np.abs(out.astype(int) - result.reconstruction.astype(int)).mean() < 1.0
+
+
+def test_injection_steps_are_skipped_when_the_base_ignores_its_token(tiny_base, aligned_face, dlib_port,
+                                                                   face_embedding):
+    _, base = tiny_base
+    image, label = aligned_face
+    result = fit_prepared(base, image, label, face_embedding, FitConfig(code_steps=0, steps=1, max_seconds=None),
+                          recognizer=dlib_port)
+    assert result.token_effect < FitConfig().min_token_effect and result.foreign_identities == 0
 
 
 def test_cancel_stops_the_fit(tiny_base, aligned_face):
