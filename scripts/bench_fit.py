@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             out = fit_pipe(edited, style=(face.image, face.label_map), identity_embedding=emb, attention=False).image
             loc = locality(after, out, edited != lm)
-            edits[title] = {"inside": loc["mean_change_inside"], "outside": loc["mean_change_outside"],
+            edits[title] = {"pixels": loc["changed_pixels"], "inside": loc["mean_change_inside"],
+                            "outside": loc["mean_change_outside"],
                             "outside_over_inside": loc["mean_change_outside"] / max(loc["mean_change_inside"], 1e-6),
                             "image": out}
         row = {
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['dlib_distance_fitted']}; load {load_average()}", flush=True)
         for title, v in e.items():
             if v:
-                print(f"    {title}: inside {v['inside']:.1f}, outside {v['outside']:.2f} "
+                print(f"    {title} ({v['pixels']} px painted): inside {v['inside']:.1f}, outside {v['outside']:.2f} "
                       f"(outside/inside {v['outside_over_inside']:.3f})")
 
     # ---- a stroke after fitting: the app's Engine with the fitted checkpoint, beside the base ----

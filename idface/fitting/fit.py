@@ -73,7 +73,7 @@ class FitConfig:
     warmup_steps: int = 5
     ssim: float = 0.5                   # reconstruction = L1 + ssim * (1 - SSIM) + mse * MSE
     mse: float = 1.0
-    face_weight: float = 2.0            # pixels of the face region count 1 + face_weight times
+    face_weight: float = 4.0            # pixels of the face region count 1 + face_weight times
     identity: float = 0.2               # 1 - cos to the photo's embedding, own token
     injection: float = 0.2              # 1 - cos to another person's embedding, their token
     injection_pixels: float = 0.5       # L1 to the photo while injecting
