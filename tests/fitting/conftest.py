@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 TRAIN = ROOT / "assets" / "train"
 
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
-    """(folder, model): the app tests' random "tiny" checkpoint (its zero-initialised layers get
-    small noise so codes and token matter)."""
-    from idface.model import IdFaceModel
-    from tests.ui.conftest import make_plumbing_checkpoint
+    """(folder, model): a random "tiny" checkpoint whose zero-initialised attention output
+    projections get small noise, so the output depends on the codes as a trained model's does."""
+    import torch
 
+    from idface.model import IdFaceModel
+
+    torch.manual_seed(0)
+    model = IdFaceModel("tiny")
+    with torch.no_grad():
+        for block in model.generator.transformer_blocks:
+            block.proj_out.weight.normal_(0.0, 0.2)
     folder = tmp_path_factory.mktemp("tiny_base")
-    make_plumbing_checkpoint(folder)
+    model.save_pretrained(folder)
     return folder, IdFaceModel.from_pretrained(str(folder))
 
 
