@@ -355,6 +355,7 @@ def fit_prepared(
         weight = 1 + cfg.face_weight * torch.from_numpy(region).float()[None, None]
         pixel_weight = weight / weight.mean()                        # [1, 1, S, S], mean 1
         others = other_faces(base_model, recognizer)
+        report("preparing", 1, 1, 0.03)
         target_emb = emb_t[None] if emb_t is not None else None      # [1, D]
         foreign = []
         if recognizer is not None and emb_t is not None:

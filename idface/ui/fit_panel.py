@@ -147,7 +147,7 @@ class FitPanel:
     def on_style(self, image: np.ndarray | None, style: PreparedFace | None, store: FitStore | None):
         """A new style face: reuse this session's fit of the same photo, say which weights apply.
         -> style state, store, info, fit button."""
-        store = store or FitStore(self.engine)
+        store = FitStore(self.engine) if store is None else store  # (an empty store is falsy)
         if style is None or not self.engine.generator_ready:
             return style, store, BASE_TEXT if self.engine.generator_ready else "", gr.update(visible=False)
         from idface.fitting import photo_key
@@ -164,7 +164,7 @@ class FitPanel:
         """-> style state (with its FittedFace), store, info, fit button, cancel button."""
         from idface.fitting import FitCancelled, FittedFace, WeightDelta, fit_prepared, photo_key
 
-        store = store or FitStore(self.engine)
+        store = FitStore(self.engine) if store is None else store  # (an empty store is falsy)
         keep = (style, store)
         if style is None:
             return (*keep, "**Problem:** pick a style face first.", gr.update(), gr.update(visible=False))

@@ -62,6 +62,18 @@ def panel(plumbing_engine):
     return panel
 
 
+def test_cancel_reaches_the_running_fit(plumbing_engine, panel):
+    store = FitStore(plumbing_engine)
+
+    def progress(*args, **kwargs):                         # the visitor presses Cancel mid-fit
+        panel.request_cancel(store)
+
+    style = prepared(plumbing_engine, "obama")
+    out, returned, info, button, _ = panel.fit(style, store, progress=progress)
+    assert returned is store and out.fitted is None and len(store) == 0
+    assert info.startswith("Fitting cancelled") and button["visible"] is True
+
+
 def test_fit_state_expires_with_the_session(panel):
     assert panel.store.time_to_live == SESSION_TTL_S and panel.store.delete_callback is free_store
 
@@ -74,7 +86,9 @@ def test_a_fitted_session_does_not_change_another_sessions_output(plumbing_engin
     lm = other.label_map
     before = engine.generate(lm, other, other).image
 
-    style, store, info, *_ = panel.fit(mine, None, progress=lambda *a, **k: None)
+    session_store = FitStore(engine)                     # made when the style face arrived (empty)
+    style, store, info, *_ = panel.fit(mine, session_store, progress=lambda *a, **k: None)
+    assert store is session_store                          # the session's own store (its cancel event)
     assert style.fitted is not None and mine.fitted is None and len(store) == 1
     assert "fitted to this face" in info
     fitted = engine.generate(lm, style, style)
