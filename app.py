@@ -157,7 +157,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine) -> None:
         show_progress_on=[style_crop], api_visibility="private", **heavy,
     ).then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
     regenerate_after(fit.after_style(style_prepared, style_in, style_state))
-    fit.wire(style_state, regenerate_after)
+    fit.wire(style_in, style_state, regenerate_after)
     # first visit: prepare the pre-filled example faces, take the style face's mask, generate
     regenerate_after(
         demo.load(lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],

@@ -211,10 +211,11 @@ def face_region(label: np.ndarray) -> np.ndarray:
     return np.isin(label, FACE_REGION_CLASSES)
 
 
-def photo_key(aligned: np.ndarray, label_map: np.ndarray) -> str:
-    """Content hash of a prepared face (the session cache key; not reversible to the photo)."""
+def photo_key(*arrays: np.ndarray) -> str:
+    """Content hash of a photo or a prepared face (aligned, label map): a cache key, not
+    reversible to the photo."""
     h = hashlib.blake2b(digest_size=16)
-    for a in (aligned, label_map):
+    for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(a.tobytes())

@@ -8,7 +8,7 @@ checkpoint or weights fitted to this face.
 
 Fitted weights live only in the visitor's session: a FitStore in a gr.State (time_to_live, freed on
 unload; delete_callback drops the engine's materialised copy), at most FITS_PER_SESSION faces and
-FIT_BYTES_PER_SESSION bytes of fp16 deltas, keyed by the prepared face's content hash so that
+FIT_BYTES_PER_SESSION bytes of fp16 deltas, keyed by the uploaded photo's content hash so that
 uploading the same photo again reuses its fit. The PreparedFace in the style state points at its
 FittedFace; the engine generates with base + deltas only for that face, so one session's fit never
 changes another session's output. Fitting has its own concurrency group (IDFACE_FIT_CONCURRENCY,
@@ -150,9 +150,7 @@ class FitPanel:
         store = FitStore(self.engine) if store is None else store  # (an empty store is falsy)
         if style is None or not self.engine.generator_ready:
             return style, store, BASE_TEXT if self.engine.generator_ready else "", gr.update(visible=False)
-        from idface.fitting import photo_key
-
-        cached = store.get(photo_key(style.aligned, style.label_map))
+        cached = store.get(self.key(image, style))
         if cached is not None:
             return dataclasses.replace(style, fitted=cached), store, fitted_text(cached.summary), gr.update(visible=False)
         example = self.examples.contains(image)
@@ -160,9 +158,18 @@ class FitPanel:
                 gr.update(visible=True, value=BUTTON_LABEL if not example else "Fit anyway (about "
                           f"{FIT_SECONDS:.0f} s)"))
 
-    def fit(self, style: PreparedFace | None, store: FitStore | None, progress=gr.Progress()):
+    @staticmethod
+    def key(image: np.ndarray | None, style: PreparedFace) -> str:
+        """The cache key: the uploaded photo's content hash (preparing the same photo twice can
+        differ in the last bits), or the prepared face's when the photo is not at hand."""
+        from idface.fitting import photo_key
+
+        return photo_key(np.asarray(image)) if image is not None else photo_key(style.aligned, style.label_map)
+
+    def fit(self, image: np.ndarray | None, style: PreparedFace | None, store: FitStore | None,
+            progress=gr.Progress()):
         """-> style state (with its FittedFace), store, info, fit button, cancel button."""
-        from idface.fitting import FitCancelled, FittedFace, WeightDelta, fit_prepared, photo_key
+        from idface.fitting import FitCancelled, FittedFace, WeightDelta, fit_prepared
 
         store = FitStore(self.engine) if store is None else store  # (an empty store is falsy)
         keep = (style, store)
@@ -170,7 +177,7 @@ class FitPanel:
             return (*keep, "**Problem:** pick a style face first.", gr.update(), gr.update(visible=False))
         if not self.engine.generator_ready:
             return (*keep, self.engine.generator_help, gr.update(visible=False), gr.update(visible=False))
-        key = photo_key(style.aligned, style.label_map)
+        key = self.key(image, style)
         cached = store.get(key)
         if cached is not None:
             return (dataclasses.replace(style, fitted=cached), store, fitted_text(cached.summary),
@@ -203,10 +210,11 @@ class FitPanel:
                 gr.update(visible=False), gr.update(visible=False))
 
     @staticmethod
-    def request_cancel(store: FitStore | None) -> str:
+    def request_cancel(store: FitStore | None):
+        """-> the cancel button (not the info line: the fit's own answer may arrive first)."""
         if store is not None:
             store.cancel.set()
-        return "Cancelling…"
+        return gr.update(value="Cancelling…", interactive=False)
 
     # ---- wiring ----
     def after_style(self, event, style_in, style_state):
@@ -214,13 +222,15 @@ class FitPanel:
         return event.then(self.on_style, [style_in, style_state, self.store],
                           [style_state, self.store, self.info, self.button], api_visibility="private")
 
-    def wire(self, style_state, regenerate_after) -> None:
-        shown = self.button.click(lambda: (gr.update(visible=False), gr.update(visible=True)), None,
+    def wire(self, style_in, style_state, regenerate_after) -> None:
+        shown = self.button.click(lambda: (gr.update(visible=False),
+                                           gr.update(visible=True, value="Cancel fitting", interactive=True)), None,
                                   [self.button, self.cancel], api_visibility="private", queue=False)
         fitting = shown.then(
-            self.fit, [style_state, self.store], [style_state, self.store, self.info, self.button, self.cancel],
+            self.fit, [style_in, style_state, self.store],
+            [style_state, self.store, self.info, self.button, self.cancel],
             show_progress_on=[self.info], api_visibility="private",
             concurrency_limit=FIT_CONCURRENCY, concurrency_id="fit",
         )
         regenerate_after(fitting)
-        self.cancel.click(self.request_cancel, self.store, self.info, api_visibility="private", queue=False)
+        self.cancel.click(self.request_cancel, self.store, self.cancel, api_visibility="private", queue=False)

@@ -69,7 +69,7 @@ def test_cancel_reaches_the_running_fit(plumbing_engine, panel):
         panel.request_cancel(store)
 
     style = prepared(plumbing_engine, "obama")
-    out, returned, info, button, _ = panel.fit(style, store, progress=progress)
+    out, returned, info, button, _ = panel.fit(None, style, store, progress=progress)
     assert returned is store and out.fitted is None and len(store) == 0
     assert info.startswith("Fitting cancelled") and button["visible"] is True
 
@@ -83,11 +83,12 @@ def test_a_fitted_session_does_not_change_another_sessions_output(plumbing_engin
     engine = plumbing_engine
     other = prepared(engine, "biden")                      # visitor 1: the same photo, not fitted
     mine = prepared(engine, "biden")                       # visitor 2: fits it
+    photo = mine.aligned.copy()                            # what the upload decoded to
     lm = other.label_map
     before = engine.generate(lm, other, other).image
 
     session_store = FitStore(engine)                     # made when the style face arrived (empty)
-    style, store, info, *_ = panel.fit(mine, session_store, progress=lambda *a, **k: None)
+    style, store, info, *_ = panel.fit(photo, mine, session_store, progress=lambda *a, **k: None)
     assert store is session_store                          # the session's own store (its cancel event)
     assert style.fitted is not None and mine.fitted is None and len(store) == 1
     assert "fitted to this face" in info
@@ -100,10 +101,10 @@ def test_a_fitted_session_does_not_change_another_sessions_output(plumbing_engin
     assert np.array_equal(after.image, before)             # visitor 1 sees exactly what they saw
 
     # visitor 2 uploads the same photo again: the fit is reused, not redone
-    again, store2, info2, _ = panel.on_style(None, prepared(engine, "biden"), store)
+    again, store2, info2, _ = panel.on_style(photo, prepared(engine, "biden"), store)
     assert store2 is store and again.fitted is style.fitted and "fitted" in info2
     # visitor 1's own (new) store knows nothing of it
-    theirs, _, info1, _ = panel.on_style(None, prepared(engine, "biden"), None)
+    theirs, _, info1, _ = panel.on_style(photo, prepared(engine, "biden"), None)
     assert theirs.fitted is None and info1 == BASE_TEXT
 
     assert id(style.fitted) in engine._fitted_pipelines
