@@ -19,6 +19,7 @@ from idface.ui.bars import IDENTITY_COLOR, STYLE_COLOR, identity_bars_html  # no
 from idface.ui.canvas import mask_editor  # noqa: E402
 from idface.ui.conceal_panel import conceal_tab  # noqa: E402
 from idface.ui.photo_input import photo_input  # noqa: E402
+from idface.ui.fit_panel import FitPanel  # noqa: E402
 from idface.ui.sessions import (  # noqa: E402
     SESSION_TTL_S, AppFolderSweeper, GuardedBlocks, app_folder, claim_app_folder, delete_cache_schedule,
     free_session_on_unload, launch_limits,
@@ -109,6 +110,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) 
                 buttons=[], elem_classes=["face-style", "labelled-pic"], elem_id="style_in",
             )
             style_msg = gr.Markdown(elem_classes="face-msg")
+            fit = FitPanel(engine, faces)  # fit the generator to a new style face; says which weights show
             gr.Markdown("Examples (click one):", elem_classes="ex-title")
             style_examples = example_strip(faces, "style_examples")
             identity_in = photo_input(
@@ -188,8 +190,10 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) 
         lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],
         show_progress_on=[style_crop], api_visibility="private", **heavy,
     ).then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
-    regenerate_after(style_prepared)
+    styled = fit.after_style(style_prepared, style_in, style_state)
+    regenerate_after(styled)
     mask_replaced(style_prepared)
+    fit.wire(style_in, style_state, regenerate_after)
     # first visit: prepare the pre-filled example faces, take the style face's mask, generate
     regenerate_after(
         demo.load(lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "identity": ("idface.identity.cli", "compare the faces in two photos with every available recognizer"),
     "parse": ("idface.faces.cli", "parse a face photo into a 19-class label map"),
     "generate": ("idface.generate_cli", "generate a face from a mask, a style photo and an identity photo"),
+    "fit": ("idface.fitting.cli", "tune a private copy of the generator to one face photo (pivotal tuning)"),
     "conceal": ("idface.conceal.cli", "impersonation / dodging against face recognition"),
     "prepare": ("idface.training.prepare", "convert the CelebAMask-HQ release into training data"),
     "train": ("idface.training.train", "train the generator (plain or under accelerate launch)"),

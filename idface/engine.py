@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ FRAME_SIZE = 256
 IDENTITY_SOURCES = ("identity", "style", "none")
 # fp32 by default; IDFACE_PRECISION=bf16 halves generator time on CPUs with AVX-512 bf16.
 PRECISION = os.environ.get("IDFACE_PRECISION", "fp32")
+MAX_FITTED_PIPELINES = 4  # materialised fitted models kept (sessions hold only fp16 deltas)
 
 GET_CHECKPOINT_HELP = (
     "No generator checkpoint was found: put one in weights/idface-demo/ (or pass --checkpoint "
@@ -51,6 +53,7 @@ class PreparedFace:
     message: str                              # what happened (several faces: which one was used)
     faces_found: int
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # recognizer -> [D] of `aligned`
+    fitted: Any = None                        # idface.fitting.FittedFace: weights fitted to this face (session only)
 
 
 @dataclass
@@ -131,6 +134,8 @@ class Engine:
         self.generator_error = GET_CHECKPOINT_HELP  # the resolver's full message (every place tried)
         self._lock = threading.Lock()  # one generator/recognizer pass at a time per process
         self._recognizers: dict[str, Any] | None = None
+        self._fitted_pipelines: OrderedDict[int, tuple[Any, Any]] = OrderedDict()  # id -> (FittedFace, pipeline)
+        self._fitted_lock = threading.Lock()
         self._unavailable: dict[str, str] = {}
         self.strict = strict
         if load_generator:
@@ -157,6 +162,32 @@ class Engine:
         source = getattr(self.pipeline, "source", None)
         label = source.describe() if source is not None else str(checkpoint)
         self.checkpoint_label = label.replace(str(REPO_ROOT) + os.sep, "")  # weights/... not /abs/path/weights/...
+
+    def pipeline_for(self, style: PreparedFace | None):
+        """The base pipeline, or for a style face with fitted weights (FittedFace, held by that
+        visitor's session) a pipeline on base + its deltas; the last few are kept (bounded)."""
+        fitted = getattr(style, "fitted", None)
+        if fitted is None or self.pipeline is None:
+            return self.pipeline
+        with self._fitted_lock:
+            hit = self._fitted_pipelines.get(id(fitted))
+            if hit is not None and hit[0] is fitted:
+                self._fitted_pipelines.move_to_end(id(fitted))
+                return hit[1]
+            from idface.pipeline import IdFacePipeline
+
+            pipe = IdFacePipeline(fitted.delta.apply(self.pipeline.model), precision=PRECISION, cache_size=4)
+            self._fitted_pipelines[id(fitted)] = (fitted, pipe)
+            while len(self._fitted_pipelines) > MAX_FITTED_PIPELINES:
+                self._fitted_pipelines.popitem(last=False)
+            return pipe
+
+    def forget_fitted(self, fitted: Any) -> None:
+        """Drop the materialised pipeline of a FittedFace (its session ended)."""
+        with self._fitted_lock:
+            hit = self._fitted_pipelines.get(id(fitted))
+            if hit is not None and hit[0] is fitted:
+                del self._fitted_pipelines[id(fitted)]
 
     @property
     def generator_ready(self) -> bool:
@@ -296,13 +327,14 @@ class Engine:
             "classes_from_identity_face": [CLASS_NAMES[k] for k, v in sorted(sources.items()) if v == "identity"],
             "mask_classes": [CLASS_NAMES[k] for k in np.unique(lm)],
             "image_size": int(image.shape[0]),
+            "weights": "fitted to this style face" if getattr(style, "fitted", None) is not None else "base checkpoint",
         }
         return Generation(image, scores, attention, settings, time.perf_counter() - start)
 
     def _run_pipeline(self, lm, style, identity, identity_source, sources):
         """The generator pass. Style codes, identity tokens and the folded context are cached by the
         pipeline (content hashes), so after the first call only the generator runs."""
-        pipe = self.pipeline
+        pipe = self.pipeline_for(style)
         token_face = {"identity": identity, "style": style, "none": None}[identity_source]
         embedding = None
         if token_face is not None:

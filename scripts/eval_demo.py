@@ -34,6 +34,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+from idface.fitting.edits import close_mouth, grow_hair, remove_brows  # noqa: E402
 from idface.labels import CLASS_INDEX as C, index_to_color  # noqa: E402
 from idface.metrics import psnr  # noqa: E402
 from idface.tensors import image_tensor  # noqa: E402
@@ -81,32 +82,7 @@ def resize_labels(label: np.ndarray, size: int) -> np.ndarray:
 
 # ---- mask edits --------------------------------------------------------------------------------
 
-def grow_hair(label: np.ndarray, pixels: int) -> np.ndarray:
-    """Hair grows outwards by `pixels` into the background (nothing else is touched)."""
-    hair = (label == C["hair"]).astype(np.uint8)
-    k = 2 * pixels + 1
-    grown = cv2.dilate(hair, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(bool)
-    out = label.copy()
-    out[grown & (label == C["background"])] = C["hair"]
-    return out
-
-
-def close_mouth(label: np.ndarray) -> np.ndarray:
-    """The inner mouth becomes lips: its upper half upper lip, its lower half lower lip (per column)."""
-    out = label.copy()
-    mouth = label == C["mouth"]
-    for x in np.flatnonzero(mouth.any(0)):
-        ys = np.flatnonzero(mouth[:, x])
-        mid = (ys.min() + ys.max() + 1) / 2
-        out[ys[ys < mid], x] = C["u_lip"]
-        out[ys[ys >= mid], x] = C["l_lip"]
-    return out
-
-
-def remove_brows(label: np.ndarray) -> np.ndarray:
-    out = label.copy()
-    out[np.isin(label, [C["l_brow"], C["r_brow"]])] = C["skin"]
-    return out
+# grow_hair, close_mouth, remove_brows: the same edits the fitting augments with (idface.fitting.edits)
 
 
 EDITS = {

@@ -154,16 +154,21 @@ class ExampleFaces:
                 self.prepared[digest] = face
             return face
 
-    def lookup(self, photo: Any) -> PreparedFace | None:
-        """The prepared example if `photo` is a path to a bundled example's bytes, else None."""
+    def contains(self, photo: Any) -> bool:
+        """True if `photo` is a path to a bundled example's very bytes."""
+        return self.digest_of(photo) in self.by_hash
+
+    def digest_of(self, photo: Any) -> str | None:
         if not isinstance(photo, (str, os.PathLike)):
             return None
         try:
-            if os.path.getsize(photo) > self.MAX_BYTES:
-                return None
-            digest = self.digest(photo)
+            return None if os.path.getsize(photo) > self.MAX_BYTES else self.digest(photo)
         except OSError:
             return None
+
+    def lookup(self, photo: Any) -> PreparedFace | None:
+        """The prepared example if `photo` is a path to a bundled example's bytes, else None."""
+        digest = self.digest_of(photo)
         return self.get(digest) if digest in self.by_hash else None
 
 
@@ -247,7 +252,8 @@ class Handlers:
             return scores_only("**Problem:** generation failed on the server; the error is in its log.")
         shown = upscale(gen.image, FRAME_SIZE)
         download = synthetic_png_file(gen.image, engine.checkpoint_label, gen.settings)
-        status = f"Generated in {gen.seconds:.2f} s · checkpoint: {engine.checkpoint_label}"
+        status = (f"Generated in {gen.seconds:.2f} s · checkpoint: {engine.checkpoint_label}"
+                  f" · weights: {gen.settings.get('weights', 'base checkpoint')}")
         return (shown, mask_pic, self.attention_picture(gen, token), identity_bars_html(gen.scores),
                 download, status, gen)
 

@@ -1,0 +1,73 @@
+"""The fitting objective, one small function per term (kept importable so the trainer's injection
+objective and these can be unified later).
+
+Images are [B, 3, H, W] in [-1, 1] (the generator's tanh range); masks are [B, 1, H, W] floats in
+[0, 1] (1 = the pixel counts). Weights are applied by the caller (FitConfig), not here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from idface.training.losses import identity_loss  # 1 - cos(E_id(fake), target), shared with the trainer
+
+
+def masked_l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean |fake - real| over the pixels where weight [B, 1, H, W] is 1 (all pixels without one)."""
+    diff = (fake.float() - real.float()).abs()
+    if weight is None:
+        return diff.mean()
+    return (diff * weight).sum() / (weight.sum() * fake.shape[1]).clamp_min(1.0)
+
+
+def ssim_loss(fake: torch.Tensor, real: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """1 - SSIM with a uniform window, on [0, 1] images, mean over pixels and channels."""
+    x, y = (fake.float() + 1) / 2, (real.float() + 1) / 2
+    pad = window // 2
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(t, [pad] * 4, mode="reflect"), window, stride=1)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return 1 - ssim.mean()
+
+
+def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, ssim_weight: float = 0.5,
+                        mse_weight: float = 0.0, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixel L1 + ssim_weight * (1 - SSIM) + mse_weight * MSE: the photo itself, every pixel;
+    pixel_weight [B, 1, H, W] (mean 1) weighs the pixel terms, e.g. the face region up."""
+    w = torch.ones_like(fake[:, :1]) if pixel_weight is None else pixel_weight
+    diff = fake.float() - real.float()
+    loss = (diff.abs() * w).mean() + ssim_weight * ssim_loss(fake, real)
+    if mse_weight:
+        loss = loss + mse_weight * (diff.square() * w).mean()
+    return loss
+
+
+def edit_locality_loss(fake: torch.Tensor, photo: torch.Tensor, base_edit: torch.Tensor,
+                       edited: torch.Tensor, inside_weight: float = 0.5) -> torch.Tensor:
+    """After a mask edit: outside the edited region (edited [B, 1, H, W] = 1 inside, margin
+    included) the output must stay the photo; inside it follows the base generator's rendering of
+    the edited mask with the same codes (base_edit), which knows how to draw the new classes."""
+    return masked_l1(fake, photo, 1 - edited) + inside_weight * masked_l1(fake, base_edit, edited)
+
+
+def anchor_loss(fake: torch.Tensor, base_output: torch.Tensor) -> torch.Tensor:
+    """Roich et al.'s locality regulariser: on other masks / styles, the tuned generator stays where
+    the base generator was (base_output computed once, no gradient)."""
+    return masked_l1(fake, base_output.detach())
+
+
+def injection_loss(recognizer, fake: torch.Tensor, foreign_embedding: torch.Tensor) -> torch.Tensor:
+    """Identity injection: with another person's identity token, the recognizer should read that
+    person in the output (1 - cos to the foreign embedding [B, D]); the caller adds a pixel term
+    to the photo so people still see the photo's face."""
+    return identity_loss(recognizer, fake, foreign_embedding)
+
+
+__all__ = ["masked_l1", "ssim_loss", "reconstruction_loss", "edit_locality_loss", "anchor_loss",
+           "injection_loss", "identity_loss"]
