@@ -39,6 +39,9 @@ MESH_MODELS_NOTE = "MediaPipe FaceMesh + selfie segmentation (Apache-2.0) from @
 MESH_INPUT = 192  # facemesh's input side
 SEG_INPUT = 256  # selfie's input side
 MEET_INPUT = (256, 144)  # meet's input (width, height)
+PERSON_THRESHOLD = 0.3
+FOREHEAD_REACH, FOREHEAD_SKIN_D = 1.2, 3.0  # eye distances above landmark 10; Mahalanobis bound
+EAR_REACH = 0.6  # eye distances beside the face outline
 CROP_ENLARGE = 1.5  # second pass: square around the first landmarks, 1.5x their box (Human's rule)
 
 # MediaPipe FaceMesh landmark indices (the topology's published contours). "left" = subject's left.
@@ -158,7 +161,7 @@ class MeshParser:
     def parse_frame(self, frame: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """[S, S, 3] uint8 generator frame -> ([S, S] uint8 CelebAMask-HQ indices, notes)."""
         mesh = self.landmarks(frame)
-        person = self.person(frame) > 0.5
+        person = self.person(frame) > PERSON_THRESHOLD
         if valid is not None:
             person &= valid
         return label_regions(frame, mesh.points, person), []
@@ -201,15 +204,16 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person: np.ndarray) -> np.nd
 
     lm = np.zeros(shape, np.uint8)  # background
     # skin: the outline, and skin-coloured person pixels above the outline joined to it (forehead)
-    above = person & ~face & (yy < p[FACE_OVAL, 1].mean()) & skin_like
+    cap = p[10, 1] - FOREHEAD_REACH * eye_dist  # the forehead grows at most this far above the mesh
+    above = person & ~face & (yy < p[FACE_OVAL, 1].mean()) & (yy > cap) & (d_full < FOREHEAD_SKIN_D)
     forehead = _components_touching(_morph(above, cv2.MORPH_OPEN, 4) | face, face) & ~below_jaw
     top_face = (yy < brow_y + 0.2 * eye_dist)
     forehead &= top_face | face
     skin = face | forehead
 
     # ears: skin-coloured, beside the outline, between brow and mouth heights
-    band = (yy > brow_y) & (yy < mouth_y) & person & ~skin & (skin_like | (d_ab < 3.0))
-    reach = 0.8 * eye_dist
+    band = (yy > brow_y) & (yy < mouth_y) & person & ~skin & skin_like
+    reach = EAR_REACH * eye_dist
     dist_out = cv2.distanceTransform((~face).astype(np.uint8), cv2.DIST_L2, 3)
     ears = _morph(band & (dist_out < reach), cv2.MORPH_OPEN, 2)
     ears = _components_touching(ears, cv2.dilate(face.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool))
