@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from idface.errors import NoFaceError
 from idface.faces.align import get_template
 from idface.labels import CLASS_INDEX
 
@@ -39,6 +40,7 @@ MESH_MODELS_NOTE = "MediaPipe FaceMesh + selfie segmentation (Apache-2.0) from @
 MESH_INPUT = 192  # facemesh's input side
 SEG_INPUT = 256  # selfie's input side
 MEET_INPUT = (256, 144)  # meet's input (width, height)
+MIN_MESH_SCORE = 0.5  # FaceMesh's face probability (1.00 on the six bundled faces, < 1e-4 on noise)
 PERSON_THRESHOLD = 0.3
 FOREHEAD_REACH, FOREHEAD_SKIN_D = 1.2, 3.0  # eye distances above landmark 10; Mahalanobis bound
 EAR_REACH = 0.6  # eye distances beside the face outline
@@ -161,6 +163,8 @@ class MeshParser:
     def parse_frame(self, frame: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """[S, S, 3] uint8 generator frame -> ([S, S] uint8 CelebAMask-HQ indices, notes)."""
         mesh = self.landmarks(frame)
+        if mesh.score < MIN_MESH_SCORE:
+            raise NoFaceError(f"the mesh parser found no face in the aligned frame (FaceMesh score {mesh.score:.2f})")
         person = self.person(frame) > PERSON_THRESHOLD
         if valid is not None:
             person &= valid

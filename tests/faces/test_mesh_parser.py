@@ -66,3 +66,10 @@ def test_flipped_photo_swaps_sides(frames, parsed, name):
             wrong = (xs < half) if cls.startswith("l_") else (xs >= half)
             assert wrong.sum() <= 0.02 * max(len(xs), 1), f"{cls}: {wrong.sum()} of {len(xs)} pixels on the wrong side"
     assert (flipped == expected).mean() > 0.9
+
+
+def test_mesh_parser_refuses_a_frame_without_a_face(frames):
+    from idface.errors import NoFaceError
+
+    with pytest.raises(NoFaceError, match="no face"):
+        parse_frame(np.full((256, 256, 3), 128, np.uint8), parser="mesh")
