@@ -96,6 +96,14 @@ def _morph(mask: np.ndarray, op: int, r: int) -> np.ndarray:
     return cv2.morphologyEx(mask.astype(np.uint8), op, k).astype(bool)
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the background regions that do not touch the border."""
+    inv = (~mask).astype(np.uint8)
+    n, lab = cv2.connectedComponents(inv, connectivity=4)
+    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    return mask | (inv.astype(bool) & ~np.isin(lab, border))
+
+
 def _gaussian(samples: np.ndarray):
     """[N, D] -> (mean [D], inverse covariance [D, D]); regularised for small or flat samples."""
     mean = samples.mean(0)
@@ -213,7 +221,7 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person: np.ndarray) -> np.nd
     forehead = _components_touching(_morph(above, cv2.MORPH_OPEN, 4) | face, face) & ~below_jaw
     top_face = (yy < brow_y + 0.2 * eye_dist)
     forehead &= top_face | face
-    skin = face | forehead
+    skin = face | (_fill_holes(_morph(_morph(forehead, cv2.MORPH_CLOSE, 4), cv2.MORPH_OPEN, 4)) & person)
 
     # ears: skin-coloured, beside the outline, between brow and mouth heights
     band = (yy > brow_y) & (yy < mouth_y) & person & ~skin & skin_like
@@ -221,6 +229,7 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person: np.ndarray) -> np.nd
     dist_out = cv2.distanceTransform((~face).astype(np.uint8), cv2.DIST_L2, 3)
     ears = _morph(band & (dist_out < reach), cv2.MORPH_OPEN, 2)
     ears = _components_touching(ears, cv2.dilate(face.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool))
+    ears = _fill_holes(_morph(ears, cv2.MORPH_CLOSE, 4)) & person & ~skin  # the ear's darker folds
 
     # neck: below the jaw, inside a column under the lower jaw (its points 4..16 of 21), pixels
     # whose chroma is near the skin's (necks are in shadow: lightness is free below the skin's,
