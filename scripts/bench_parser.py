@@ -9,7 +9,8 @@ references started from the landmark parser's polygons, they favour that parser 
 nose and lips; hair, neck, clothes and ears were hand-corrected. IoU per class is summed over the
 six photos; "mean" averages the classes present in the references or the prediction. Timings:
 median of `--repeats` whole `prepare_face(photo, 512, parser=...)` calls per photo (decode,
-detect, align, parse), after one warm-up; the CPU is printed with them (shared cores: rough).
+detect, align, parse), after one warm-up, and of `detect_faces` alone for each of `--detectors`;
+the CPU is printed with them (shared cores: rough).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--parsers", nargs="+", default=["mesh", "landmarks"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--detectors", nargs="*", default=["dlib_hog", "blazeface"], help="also time these detectors")
     ap.add_argument("--detail", action="store_true", help="also print hair, neck, clothes, ears per photo")
     ap.add_argument("--overlays", help="write photo | reference | prediction sheets here")
     args = ap.parse_args()
@@ -105,6 +107,23 @@ def main() -> None:
               f"(per photo {', '.join(f'{t * 1000:.0f}' for t in times)} ms)")
         print("  " + "  ".join(f"{k} {v:.2f}" for k, v in ious.items()))
         print("  per photo mIoU: " + ", ".join(f"{s} {v:.2f}" for s, v in per_photo))
+
+    from idface.faces.detect import detect_faces
+    from idface.images import load_image
+
+    photos = [load_image(FACES / p) for p in PHOTOS]
+    for detector in args.detectors:
+        medians = []
+        for rgb in photos:
+            detect_faces(rgb, detector)  # warm-up
+            runs = []
+            for _ in range(max(args.repeats, 1)):
+                t = time.perf_counter()
+                detect_faces(rgb, detector)
+                runs.append(time.perf_counter() - t)
+            medians.append(statistics.median(runs))
+        print(f"\n== detector {detector}: median {statistics.median(medians) * 1000:.0f} ms per photo "
+              f"({', '.join(f'{t * 1000:.0f}' for t in medians)} ms)")
 
 
 if __name__ == "__main__":

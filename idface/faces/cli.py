@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.face_out:
         Image.fromarray(aligned.image).save(args.face_out)
     present = sorted({int(v) for v in set(result.label_map.flatten().tolist())})
-    print(f"{Path(args.photo).name}: {aligned.message}")
+    print(f"{Path(args.photo).name}: {aligned.message} (detector: {aligned.face.detector})")
     print(f"parser: {result.method}; classes: {', '.join(DISPLAY_NAMES[i] for i in present)}")
     if result.missing_classes:
         print(f"this parser cannot produce: {', '.join(DISPLAY_NAMES[CLASS_INDEX[c]] for c in result.missing_classes)}")
