@@ -40,13 +40,13 @@ def test_blazeface_finds_the_upright_face_like_hog(obama):
     assert det.chosen.dlib5 is not None  # dlib's own points: the dlib chip is unchanged
 
 
-def test_auto_falls_back_to_blazeface_for_a_rolled_face(obama):
+def test_blazeface_finds_a_rolled_face_that_hog_misses(obama):
     rgb, hog = obama
     h, w = rgb.shape[:2]
     rot = cv2.getRotationMatrix2D((w / 2, h / 2), 60, 1.0)
     rolled = cv2.warpAffine(rgb, rot, (w, h), borderMode=cv2.BORDER_REFLECT)
     with pytest.raises(NoFaceError):
         detect_faces(rolled, "dlib_hog")
-    det = detect_faces(rolled, "auto")
+    det = detect_faces(rolled, "blazeface")
     assert det.detector == "blazeface"
     assert eye_error(det.chosen.landmarks, hog @ rot[:, :2].T + rot[:, 2]) < 0.05
