@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from idface.errors import InputError
+from idface.faces.parse import PARSER_NAMES
 from idface.labels import CLASS_INDEX, DISPLAY_NAMES
 
 
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=256, choices=[256, 512], help="generator frame size (default 256)")
     parser.add_argument("--photo-frame", action="store_true", help="label the photo's own pixels instead of the aligned frame")
     parser.add_argument("--face-out", help="also save the aligned face (generator frame) to this PNG")
-    parser.add_argument("--parser", default="auto", choices=["auto", "bisenet", "parsenet", "landmarks"],
+    parser.add_argument("--parser", default="auto", choices=["auto", *PARSER_NAMES],
                         help="parser (auto: facexlib network when its weights are local, else landmarks)")
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.face_out:
         Image.fromarray(aligned.image).save(args.face_out)
     present = sorted({int(v) for v in set(result.label_map.flatten().tolist())})
-    print(f"{Path(args.photo).name}: {aligned.message}")
+    print(f"{Path(args.photo).name}: {aligned.message} (detector: {aligned.face.detector})")
     print(f"parser: {result.method}; classes: {', '.join(DISPLAY_NAMES[i] for i in present)}")
     if result.missing_classes:
         print(f"this parser cannot produce: {', '.join(DISPLAY_NAMES[CLASS_INDEX[c]] for c in result.missing_classes)}")

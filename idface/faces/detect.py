@@ -7,7 +7,12 @@ Detectors (a small facexlib-style registry, `init_detection_model(name)`):
   (shape_predictor_5_face_landmarks.dat, CC0 / public domain, from face-recognition-models).
   Its five points are two corners per eye and the nose base; the standard five (eye centres,
   nose tip, mouth corners) are estimated from them through dlib's mean face.
-"auto" picks the first RetinaFace whose weights are present, else dlib_hog.
+- "blazeface": MediaPipe BlazeFace from the npm package (idface.faces.blazeface) for the box, dlib's
+  5-point model inside it (so the dlib chip is unchanged); pose-tolerant where HOG sees only
+  frontal faces.
+"auto" picks the first RetinaFace whose weights are present, else dlib_hog (BlazeFace only when
+asked: run from the app's worker threads it left the process aborting at exit, not yet understood).
+Detection.detector and DetectedFace.detector say which detector found the face.
 
 Photos are decoded by idface.images.load_image (EXIF rotation, modes, pixel budget). Large photos
 are area-downscaled to at most DETECT_MAX_SIDE before detection; boxes and landmarks are mapped
@@ -38,6 +43,7 @@ MIN_FACE_SIZE = 48
 HOG_UPSAMPLE_STEPS = (0, 1, 2)
 HOG_MAX_UPSAMPLED_SIDE = 2048
 RETINAFACE_CONF_THRESHOLD = 0.8
+MAX_UPRIGHT_ROLL = 10.0  # degrees: BlazeFace boxes of faces rolled further are turned upright for dlib's points
 
 FACEXLIB_DETECTION_FILES = {
     "retinaface_resnet50": "detection_Resnet50_Final.pth",
@@ -180,7 +186,49 @@ class RetinaFaceDetector:
         return sorted(faces, key=lambda f: -f.score)
 
 
-DETECTOR_NAMES = ("retinaface_resnet50", "retinaface_mobile0.25", "dlib_hog")
+class BlazeFaceDetector:
+    """MediaPipe BlazeFace (idface.faces.blazeface; npm package) finds the box, pose-tolerant and fast;
+    dlib's 5-point model then places the points inside it, so alignment and the dlib chip are as
+    with dlib_hog."""
+
+    name = "blazeface"
+
+    def __init__(self) -> None:
+        from idface.faces.blazeface import BlazeFace
+
+        self._blaze = BlazeFace()
+        self._dlib = DlibHogDetector()
+
+    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
+        faces = []
+        for found in self._blaze.detect(rgb):
+            right_eye, left_eye = found.keypoints[0], found.keypoints[1]  # image left, image right
+            angle = float(np.degrees(np.arctan2(*(left_eye - right_eye)[::-1])))
+            faces.append(self._place_points(rgb, DetectedFace(found.box, found.score, np.zeros((5, 2)), None, self.name),
+                                            angle))
+        return faces
+
+    def refine(self, rgb: np.ndarray, face: DetectedFace) -> DetectedFace:
+        d = face.dlib5  # keep the roll found on the working copy (dlib order: image-right eye corners first)
+        angle = 0.0 if d is None else float(np.degrees(np.arctan2(*(d[:2].mean(0) - d[2:4].mean(0))[::-1])))
+        return self._place_points(rgb, face, angle)
+
+    def _place_points(self, rgb: np.ndarray, face: DetectedFace, angle: float) -> DetectedFace:
+        """dlib's five points inside the box; a rolled face (eyes' line off level by more than
+        MAX_UPRIGHT_ROLL degrees) is first rotated upright about the box centre, and the points
+        rotated back."""
+        if abs(angle) <= MAX_UPRIGHT_ROLL:
+            return self._dlib.refine(rgb, face)
+        centre = (face.box[:2] + face.box[2:]) / 2
+        rot = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, 1.0)  # [2, 3] photo -> upright
+        upright = cv2.warpAffine(rgb, rot, rgb.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        found = self._dlib.refine(upright, face)
+        back = cv2.invertAffineTransform(rot)
+        dlib5 = apply_affine(back, found.dlib5)
+        return DetectedFace(face.box, face.score, dlib5_to_standard(dlib5), dlib5, self.name)
+
+
+DETECTOR_NAMES = ("retinaface_resnet50", "retinaface_mobile0.25", "dlib_hog", "blazeface")
 
 
 @lru_cache(maxsize=None)
@@ -193,6 +241,8 @@ def init_detection_model(name: str = "auto", device: str = "cpu"):
         return init_detection_model("dlib_hog", device)
     if name == "dlib_hog":
         return DlibHogDetector()
+    if name == "blazeface":
+        return BlazeFaceDetector()
     if name in FACEXLIB_DETECTION_FILES:
         filename = FACEXLIB_DETECTION_FILES[name]
         path = facexlib_weight_path(filename)

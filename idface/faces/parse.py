@@ -5,6 +5,7 @@ Parsers (facexlib-style registry, `init_parsing_model(name)`):
               labels.BISENET_TO_CELEBAMASK;
 - "parsenet": facexlib's ParseNet (parsing_parsenet.pth), already in CelebAMask-HQ order;
   both used only when their weights file is in a local weights folder (see idface.weights.local_weight_dirs);
+- "mesh": MediaPipe FaceMesh + selfie segmentation from the npm package (idface.faces.mesh_parser);
 - "landmarks": the offline fallback, classical image processing around dlib's 68 landmarks.
 "auto" picks the first network whose weights are present, else "landmarks".
 
@@ -45,7 +46,7 @@ from idface.labels import BISENET_TO_CELEBAMASK, CLASS_INDEX, validate_label_map
 
 PARSE_SIZE = 512  # CelebAMask-HQ's resolution; every parser runs on the 512 generator frame
 FACEXLIB_PARSING_FILES = {"bisenet": "parsing_bisenet.pth", "parsenet": "parsing_parsenet.pth"}
-PARSER_NAMES = ("bisenet", "parsenet", "landmarks")
+PARSER_NAMES = ("bisenet", "parsenet", "mesh", "landmarks")
 LANDMARK_PARSER_CANNOT_PRODUCE = ("eye_g", "hat", "ear_r", "neck_l")
 LANDMARK_MODEL_NOTE = "dlib 68-point landmarks (iBUG 300-W, non-commercial use only)"
 LEFT_IS_IMAGE_LEFT = False  # l_* = subject's left = image right (CelebAMask-HQ, BiSeNet)
@@ -445,6 +446,10 @@ def init_parsing_model(name: str = "auto", device: str = "cpu"):
         return NetworkParser(name, device)
     if name == "landmarks":
         return LandmarkParser()
+    if name == "mesh":
+        from idface.faces.mesh_parser import MeshParser
+
+        return MeshParser()
     raise InputError(f"unknown parser {name!r}; known: auto, {', '.join(PARSER_NAMES)}")
 
 
@@ -466,7 +471,7 @@ def parse_frame(frame: np.ndarray, size: int | None = None, parser: str = "auto"
         arr, (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_AREA if arr.shape[0] > PARSE_SIZE else cv2.INTER_CUBIC)
     if valid is not None and valid.shape != work.shape[:2]:
         valid = cv2.resize(valid.astype(np.uint8), work.shape[:2][::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
-    if isinstance(model, LandmarkParser):
+    if not isinstance(model, NetworkParser):  # landmarks, mesh: they use the padding mask themselves
         lm, notes = model.parse_frame(work, valid)
     else:
         lm, notes = model.parse_frame(work)

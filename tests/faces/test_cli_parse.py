@@ -13,6 +13,7 @@ def test_parse_writes_index_and_preview(faces_dir, tmp_path, capsys):
     face_out = tmp_path / "face.png"
     assert main(["parse", str(faces_dir / "biden.jpg"), "--out", str(out), "--face-out", str(face_out)]) == 0
     text = capsys.readouterr().out
+    assert "(detector: dlib_hog)" in text  # which detector found the face
     assert "parser: landmarks" in text and "cannot produce: Eyeglasses, Hat, Earring, Necklace" in text
     assert "non-commercial" in text
     lm = load_mask(out)
