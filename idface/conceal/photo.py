@@ -67,6 +67,7 @@ class PhotoAttackSettings:
     jitter_degrees: float = 2.0
     jitter_scale: float = 0.02
     robust: bool = True              # also require success after re-compression to stop
+    mask_erosion: float = 0.015      # the region mask shrinks by this fraction of the face size (no spill)
     seed: int = 0
 
 
@@ -79,6 +80,7 @@ class Target:
     reference: Reference
     source_t: torch.Tensor           # [D]
     target_t: torch.Tensor | None    # [D]
+    also_t: list = field(default_factory=list)   # [D] each: other photos of A (dodging)
 
 
 @dataclass
@@ -269,7 +271,8 @@ class PhotoAttack:
             emb = rec.embed_aligned(torch.cat(chips[rec.name]))                  # [N, D]
             s_src = rec.score(emb, t.source_t[None])
             s_tgt = rec.score(emb, t.target_t[None]) if t.target_t is not None else None
-            margins[rec.name] = goal_margin(rec, self.goal, s_src, s_tgt)         # [N]
+            s_also = [rec.score(emb, a[None]) for a in t.also_t]
+            margins[rec.name] = goal_margin(rec, self.goal, s_src, s_tgt, s_also)  # [N]
         return margins
 
     def margin(self, rec) -> float:
@@ -353,5 +356,6 @@ def make_targets(photo: np.ndarray, face, recognizers: list, references: dict[st
             rec, matrix, ref,
             torch.from_numpy(np.asarray(ref.source, np.float32)),
             None if ref.target is None else torch.from_numpy(np.asarray(ref.target, np.float32)),
+            [torch.from_numpy(np.asarray(a, np.float32)) for a in ref.also],
         ))
     return targets
