@@ -210,3 +210,15 @@ def test_altered_photos_and_synthetic_faces_are_marked_apart(tmp_path):
     assert "not the original photograph" in altered["Description"] and "synthetic" not in altered["Description"].lower()
     assert synthetic["idface:synthetic"] == "true" and synthetic["idface:altered_photo"] == "false"
     assert "altered photo" in download_label("photo") and "synthetic" in download_label("swap")
+
+
+def test_texture_allowance_gives_busy_areas_more_room():
+    from idface.conceal.photo import texture_allowance
+
+    rng = np.random.default_rng(0)
+    img = torch.full((1, 3, 40, 80), 0.6)
+    img[..., 40:] += torch.from_numpy(rng.normal(0, 0.1, (1, 3, 40, 40))).float()   # busy right half
+    mask = torch.ones(1, 1, 40, 80)
+    allow = texture_allowance(img, mask)
+    assert allow.shape == (1, 1, 40, 80)
+    assert float(allow[..., 5:35, 5:30].max()) <= 0.25 + 1e-6 and float(allow[..., 5:35, 50:75].mean()) > 1.0
