@@ -6,6 +6,9 @@
 - ssim_luma(a, b): the same formula on luminance (BT.601 Y) with a reflect-padded window (sigma 1.5
   truncated at 11 x 11) over the whole image; uint8 numpy -> float. Concealment's SSIM.
 - ssim_luma_torch(a, b): ssim_luma, differentiable, [B, 3, H, W] in [0, 1] -> [B] (budgets in optimisers).
+- ciede2000(lab1, lab2): CIE colour difference Delta E 2000 (Sharma, Wu & Dalal 2005), torch or
+  numpy [..., 3] CIELAB -> [...]; srgb_to_lab (D65, IEC 61966-2-1); ciede2000_rgb(a, b): uint8 RGB
+  images [H, W, 3] -> per-pixel Delta E 2000 map [H, W] (concealment's perceptual budget).
 - LPIPS (Zhang et al. 2018, the lpips package, AlexNet): `LPIPSMetric()(fake, real)` on [B, 3, H, W]
   in [0, 1] -> [B].
 - FID and KID: `FIDMetric` (TF-Inception pool3 as torch-fidelity ports it: the network and resize of
@@ -120,6 +123,66 @@ def ssim_luma_torch(a: torch.Tensor, b: torch.Tensor, reduce: bool = True) -> to
 
 # ---------------------------------------------------------------------------------------------
 # Label maps
+
+
+_SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                         [0.2126729, 0.7151522, 0.0721750],
+                         [0.0193339, 0.1191920, 0.9503041]])
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def srgb_to_lab(rgb):
+    """sRGB in [0, 1] [..., 3] (torch or numpy) -> CIELAB [..., 3] (D65 white)."""
+    xp = torch if isinstance(rgb, torch.Tensor) else np
+    lin = xp.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    m = _SRGB_TO_XYZ / _D65_WHITE[:, None]
+    m = torch.as_tensor(m, dtype=rgb.dtype, device=rgb.device) if xp is torch else m
+    xyz = lin @ m.T                                                  # [..., 3], white -> (1, 1, 1)
+    eps, kappa = 216 / 24389, 24389 / 27
+    f = xp.where(xyz > eps, xp.clip(xyz, eps, None) ** (1 / 3), (kappa * xyz + 16) / 116)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    return xp.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], -1)
+
+
+def ciede2000(lab1, lab2, kl: float = 1.0, kc: float = 1.0, kh: float = 1.0):
+    """CIEDE2000 colour difference of CIELAB colours [..., 3] -> [...] (torch or numpy), written
+    from the formulas of Sharma, Wu & Dalal (2005), including their notes on hue angles."""
+    xp = torch if isinstance(lab1, torch.Tensor) else np
+    L1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
+    L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
+    c_bar = (xp.sqrt(a1 ** 2 + b1 ** 2) + xp.sqrt(a2 ** 2 + b2 ** 2)) / 2
+    g = 0.5 * (1 - xp.sqrt(c_bar ** 7 / (c_bar ** 7 + 25.0 ** 7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = xp.sqrt(a1p ** 2 + b1 ** 2), xp.sqrt(a2p ** 2 + b2 ** 2)
+    h1p = xp.remainder(xp.rad2deg(xp.arctan2(b1, a1p)), 360.0)   # atan2(0, 0) = 0, as the paper sets
+    h2p = xp.remainder(xp.rad2deg(xp.arctan2(b2, a2p)), 360.0)
+    dL, dC = L2 - L1, c2p - c1p
+    dh = h2p - h1p
+    dh = xp.where(dh > 180, dh - 360, xp.where(dh < -180, dh + 360, dh))
+    chroma_zero = (c1p * c2p) == 0
+    dh = xp.where(chroma_zero, xp.zeros_like(dh), dh)
+    dH = 2 * xp.sqrt(c1p * c2p) * xp.sin(xp.deg2rad(dh) / 2)
+    L_bar, C_bar = (L1 + L2) / 2, (c1p + c2p) / 2
+    h_sum = h1p + h2p
+    h_bar = xp.where(xp.abs(h1p - h2p) <= 180, h_sum / 2,
+                     xp.where(h_sum < 360, (h_sum + 360) / 2, (h_sum - 360) / 2))
+    h_bar = xp.where(chroma_zero, h_sum, h_bar)
+    t = (1 - 0.17 * xp.cos(xp.deg2rad(h_bar - 30)) + 0.24 * xp.cos(xp.deg2rad(2 * h_bar))
+         + 0.32 * xp.cos(xp.deg2rad(3 * h_bar + 6)) - 0.20 * xp.cos(xp.deg2rad(4 * h_bar - 63)))
+    d_theta = 30 * xp.exp(-(((h_bar - 275) / 25) ** 2))
+    rc = 2 * xp.sqrt(C_bar ** 7 / (C_bar ** 7 + 25.0 ** 7))
+    sl = 1 + 0.015 * (L_bar - 50) ** 2 / xp.sqrt(20 + (L_bar - 50) ** 2)
+    sc = 1 + 0.045 * C_bar
+    sh = 1 + 0.015 * C_bar * t
+    rt = -xp.sin(xp.deg2rad(2 * d_theta)) * rc
+    tl, tc, th = dL / (kl * sl), dC / (kc * sc), dH / (kh * sh)
+    return xp.sqrt(tl ** 2 + tc ** 2 + th ** 2 + rt * tc * th)
+
+
+def ciede2000_rgb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel CIEDE2000 between two uint8 RGB images [H, W, 3] -> [H, W] float."""
+    to_lab = lambda x: srgb_to_lab(np.asarray(x, np.float64) / 255.0)  # noqa: E731
+    return ciede2000(to_lab(a), to_lab(b))
 
 
 def mean_iou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from idface.conceal.generator_modes import TokenAttackSettings
-from idface.conceal.goals import DODGE, IMPERSONATE, Reference, check_goal, wanted_margin
+from idface.conceal.goals import DODGE, GOAL_CONDITIONS, IMPERSONATE, Reference, check_goal, wanted_margin
 from idface.conceal.photo import PhotoAttackSettings
 from idface.conceal.transforms import describe_recompression
 from idface.errors import InputError, UnavailableError
-from idface.metrics import LPIPSMetric, psnr, ssim_luma
+from idface.metrics import LPIPSMetric, ciede2000_rgb, psnr, ssim_luma
 
 MODES = ("photo", "token", "swap")
 GENERATOR_MODES = ("token", "swap")
@@ -125,6 +125,12 @@ def distortion(original: np.ndarray, attacked: np.ndarray) -> dict:
     }
 
 
+def conditions_held(blocks: list[dict]) -> dict[str, bool]:
+    """Condition -> held in every verdict block (a block with no verdict holds none)."""
+    names = [k for b in blocks for k in b.get("conditions", {})]
+    return {k: all(b.get("conditions", {}).get(k, {}).get("held", False) for b in blocks) for k in dict.fromkeys(names)}
+
+
 def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavailable: dict[str, str],
                  verified: dict, unattacked: dict, original: np.ndarray, image: np.ndarray,
                  seconds: float, extra: dict) -> dict:
@@ -136,8 +142,15 @@ def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavai
         "goal": goal,
         "mode": mode,
         "attacked": [r.name for r in attacked],
+        # every condition of the goal held by every attacked recognizer, by the wanted margin
         "success": all(recs[r.name]["success"] for r in attacked),
         "success_after_recompression": all(recs[r.name]["recompressed"]["success"] for r in attacked),
+        # condition -> held by every attacked recognizer (raw / after re-compression)
+        "conditions_held_by_all_attacked": {
+            "raw": conditions_held([recs[r.name] for r in attacked]),
+            "recompressed": conditions_held([recs[r.name]["recompressed"] for r in attacked]),
+        },
+        "condition_meanings": GOAL_CONDITIONS,
         "recompression": describe_recompression(),
         "recognizers": recs,
         "transfer": {r.name: {"success": recs[r.name]["success"],
@@ -150,7 +163,8 @@ def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavai
         "lpips_note": dist["lpips_note"],
         "seconds": round(seconds, 2),
         "image_size": [int(image.shape[1]), int(image.shape[0])],
-        "synthetic": True,
+        "synthetic": mode != "photo",        # generator output
+        "altered_photo": mode == "photo",    # the visitor's own photo, altered
     }
     report.update(extra)
     return report
@@ -161,9 +175,9 @@ def build_report(*, goal: str, mode: str, attacked: list, transfer: list, unavai
 
 
 def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
-                parser: str = "auto") -> ConcealResult:
+                also=(), parser: str = "auto") -> ConcealResult:
     from idface.conceal.photo import PhotoAttack, make_targets, verify_photo
-    from idface.conceal.regions import parse_regions, photo_label_map, region_mask, region_names
+    from idface.conceal.regions import erosion_pixels, parse_regions, photo_label_map, region_mask, region_names
     from idface.conceal.score import embed_photo_array
     from idface.faces.detect import detect_faces
     from idface.images import load_image
@@ -173,17 +187,19 @@ def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, s
     rgb = load_image(photo, "photo")
     det = detect_faces(rgb)
     face = det.chosen
-    rgb_b = None if target is None else load_image(target, "target photo")
+    rgb_b = None if target is None or goal == DODGE else load_image(target, "target photo")
+    rgb_also = [load_image(p, f"other photo of A ({i + 1})") for i, p in enumerate(also)]
     references = {}
     for rec in attacked + transfer:
         e_a, _ = embed_photo_array(rec, rgb, detection=det)
         e_b = None if rgb_b is None else embed_photo_array(rec, rgb_b)[0]
-        references[rec.name] = Reference(e_a, e_b)
+        references[rec.name] = Reference(e_a, e_b, [embed_photo_array(rec, x)[0] for x in rgb_also])
+    s = settings
     label_map, parse_method = photo_label_map(rgb, face, parser)
-    mask = region_mask(label_map, classes)
+    erode_px = erosion_pixels(face.size, s.mask_erosion)
+    mask = region_mask(label_map, classes, erode_px)
     if not mask.any():
         raise InputError(f"the parser found none of the regions {', '.join(region_names(classes))} on this face")
-    s = settings
     targets = make_targets(rgb, face, attacked, references)
     transfer_targets = make_targets(rgb, face, transfer, references)
     attack = PhotoAttack(rgb, face, mask, targets, goal, s)
@@ -196,15 +212,22 @@ def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, s
     if transfer_targets:
         verified.update(verify_photo(result.image, transfer_targets, goal, margin_of))
     changed = np.any(result.image != rgb, axis=-1)
+    parsed = region_mask(label_map, classes)
+    de = ciede2000_rgb(rgb[parsed][None], result.image[parsed][None])[0]  # [N] over the chosen classes
     extra = {
         "regions": region_names(classes),
         "parser": parse_method,
         "face": det.message,
         "scored_on": "whole photo: detect, align, embed (as recognition systems do)",
         "psnr_region": _finite(psnr(rgb[mask], result.image[mask])),
+        # CIEDE2000 colour difference over the chosen classes' pixels (1 is about a just-noticeable step)
+        "ciede2000_region_mean": round(float(de.mean()), 4),
+        "ciede2000_region_p99": round(float(np.percentile(de, 99)), 4),
         "region_pixels": int(mask.sum()),
         "changed_pixels": int(changed.sum()),
         "changed_outside_regions": int((changed & ~mask).sum()),
+        "changed_outside_parsed_classes": int((changed & ~region_mask(label_map, classes)).sum()),
+        "mask_erosion_px": erode_px,
         "budget": {"min_psnr": s.min_psnr, "min_ssim": s.min_ssim, "max_change": s.max_change},
         "margin": s.margin if s.margin is not None else {r.name: wanted_margin(r) for r in attacked},
         "steps": result.steps,
@@ -221,7 +244,7 @@ def _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, s
 
 
 def _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
-                    pipeline=None, checkpoint: str | None = None) -> ConcealResult:
+                    also=(), pipeline=None, checkpoint: str | None = None) -> ConcealResult:
     from idface.conceal.generator_modes import GeneratorAttack, frame_embedding, verify_frame
     from idface.conceal.regions import parse_regions, region_names
     from idface.faces import prepare_face
@@ -237,13 +260,15 @@ def _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unav
     token_rec = get_recognizer(token_rec_name)
     face_a = prepare_face(photo)
     face_b = None if target is None else prepare_face(target)
+    faces_also = [prepare_face(p) for p in also]
     if mode == "swap" and face_b is None:
         raise InputError("swap mode puts the target's identity into the token: give a target photo")
 
     references = {}
     for rec in attacked + transfer:
         references[rec.name] = Reference(frame_embedding(rec, face_a.image),
-                                         None if face_b is None else frame_embedding(rec, face_b.image))
+                                         None if face_b is None or goal == DODGE else frame_embedding(rec, face_b.image),
+                                         [frame_embedding(rec, f.image) for f in faces_also])
     e_a_token = frame_embedding(token_rec, face_a.image)
     gen = GeneratorAttack(pipeline, face_a.image, face_a.label_map, e_a_token)
     margin = settings.margin
@@ -313,24 +338,30 @@ def mode_settings(mode: str, settings: PhotoAttackSettings | TokenAttackSettings
 def conceal(photo, target=None, goal: str = IMPERSONATE, mode: str = "photo", regions=None, attack=None, *,
             settings: PhotoAttackSettings | TokenAttackSettings | dict | None = None, pipeline=None,
             checkpoint: str | None = None, progress: Callable[[int, dict], None] | None = None,
-            device: str = "cpu") -> ConcealResult:
+            also=None, device: str = "cpu") -> ConcealResult:
     """Impersonate (recognizers read `target`) or dodge (recognizers no longer read `photo`).
 
     photo, target: paths, bytes, PIL images or RGB arrays. regions: class names / groups
     (idface.conceal.regions). attack: recognizer names (default: all available). settings:
     PhotoAttackSettings (photo mode) or TokenAttackSettings (token and swap modes), or a dict of
     some of their fields. progress(step, record) is called after each optimisation step.
+    also: dodging only, other photos of A that recognizers should no longer match either.
+    Dodging has no B: its verdicts never compare with `target` (swap mode still takes its identity).
     """
     goal = check_goal(goal, target is not None)
+    also = list(also or [])
+    if goal != DODGE and also:
+        raise InputError("other photos of A (also) apply to dodging only")
     mode = (mode or "photo").strip().lower()
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; choose photo, token or swap")
     settings = mode_settings(mode, settings)
     attacked, transfer, unavailable = select_recognizers(attack, device)
     if mode == "photo":
-        return _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, settings, progress)
+        return _photo_mode(photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
+                           also=also)
     return _generator_mode(mode, photo, target, goal, regions, attacked, transfer, unavailable, settings, progress,
-                           pipeline=pipeline, checkpoint=checkpoint)
+                           also=also, pipeline=pipeline, checkpoint=checkpoint)
 
 
 __all__ = ["conceal", "ConcealResult", "MODES", "GENERATOR_MODES", "IMPERSONATE", "DODGE", "select_recognizers",

@@ -1,15 +1,17 @@
 """`python -m idface conceal`: impersonation / dodging against face recognition.
 
     python -m idface conceal --photo A.jpg --target B.jpg --goal impersonate|dodge \
-        [--mode photo|token|swap] [--regions skin,hair] [--attack dlib-resnet,arcface] \
+        [--also A2.jpg ...] [--mode photo|token|swap] [--regions skin,hair] [--attack dlib-resnet,arcface] \
         --out O.png [--json] [--min-psnr 30] [--min-ssim 0.95] [--steps N] [--margin M]
 
 Prints, per recognizer, the similarity (dlib: Euclidean distance) of the result to the source A and
-to the target B, the verdicts raw and after re-compression (JPEG 75 after a half-size resize), and
+to the target B, which conditions of the goal held (impersonate: reads B and no longer reads A;
+dodge: no longer reads A, nor the other photos of A given with --also), raw and after re-compression (JPEG 75 after a half-size resize), and
 the distortion (PSNR, SSIM, LPIPS where available) and time. Recognizers that were not attacked
-are scored too (transfer). Progress goes to stderr. O.png is marked synthetic in its metadata.
+are scored too (transfer). Progress goes to stderr.
 Exit code 0 when the goal was reached on the raw output by every attacked recognizer, 3 when not,
-1 on errors (one line).
+1 on errors (one line). O.png is marked in its metadata: an altered photo (photo mode) or a
+synthetic face (token and swap modes).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from idface.conceal.goals import plural, verdict_words
 from idface.errors import InputError
 from idface.identity.base import score_kind
 
@@ -26,6 +29,8 @@ from idface.identity.base import score_kind
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photo", required=True, help="the source face A (the result still looks like A)")
     parser.add_argument("--target", default=None, help="the target face B (impersonation: recognizers should read B)")
+    parser.add_argument("--also", action="append", default=None, metavar="PHOTO",
+                        help="dodge: another photo of A that recognizers should no longer match either (repeatable)")
     parser.add_argument("--goal", choices=("impersonate", "dodge"), default="impersonate",
                         help="impersonate: recognizers read B; dodge: recognizers no longer read A")
     parser.add_argument("--mode", choices=("photo", "token", "swap"), default="photo",
@@ -35,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="photo mode: parts that may change (class names or groups face, eyes, brows, lips, "
                              "ears, all; default face); token mode: class codes optimised with the token")
     parser.add_argument("--attack", default=None, help="recognizers to attack, comma-separated (default: all available)")
-    parser.add_argument("--out", required=True, help="where to write the result PNG (marked synthetic)")
+    parser.add_argument("--out", required=True, help="where to write the result PNG (marked: altered photo or synthetic face)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--checkpoint", default=None, help="generator checkpoint (token / swap modes)")
     parser.add_argument("--min-psnr", type=float, default=None, help="distortion budget: PSNR at least this (dB)")
@@ -67,8 +72,9 @@ def settings_from_args(args: argparse.Namespace) -> dict:
 
 
 def format_text(rep: dict, out: Path) -> str:
-    lines = [f"wrote {out} (marked synthetic) - {rep['goal']}, {rep['mode']} mode, {rep['seconds']:.1f} s, "
-             f"{rep.get('steps', 0)} steps ({rep.get('stopped', '')})"]
+    marked = "marked as an altered photo" if rep.get("altered_photo") else "marked synthetic"
+    lines = [f"wrote {out} ({marked}) - {rep['goal']}, {rep['mode']} mode, {rep['seconds']:.1f} s, "
+             f"{plural(rep.get('steps', 0), 'step')} ({rep.get('stopped', '')})"]
     psnr = "identical" if rep["psnr"] is None else f"{rep['psnr']:.2f} dB"
     lp = rep["lpips"] if isinstance(rep["lpips"], str) else f"{rep['lpips']:.4f}"
     lines.append(f"distortion vs unattacked: PSNR {psnr}, SSIM (luma) {rep['ssim_luma']:.4f}, LPIPS {lp}")
@@ -78,9 +84,10 @@ def format_text(rep: dict, out: Path) -> str:
 
         def words(v: dict) -> str:
             if v.get("error"):
-                return f"no verdict ({v['error']})"
+                return verdict_words(v)
             tgt = "" if v.get(f"{kind}_to_target") is None else f", to B {v[kind + '_to_target']:.3f}"
-            return f"{kind} to A {v[kind + '_to_source']:.3f}{tgt} -> {'goal reached' if v['success'] else 'goal not reached'}"
+            also = "".join(f", to other A {x:.3f}" for x in v.get(f"{kind}_to_also", []))
+            return f"{kind} to A {v[kind + '_to_source']:.3f}{tgt}{also} -> {verdict_words(v)}"
 
         lines.append(f"{name} [{tag}, same person {'above' if e['higher_is_more_similar'] else 'below'} {e['threshold']:.3g}]")
         lines.append(f"  raw:          {words(e)}")
@@ -108,13 +115,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = conceal(args.photo, args.target, goal=args.goal, mode=args.mode, regions=args.regions,
-                         attack=args.attack, settings=settings, checkpoint=args.checkpoint, progress=progress)
+                         attack=args.attack, settings=settings, checkpoint=args.checkpoint, progress=progress,
+                         also=args.also)
     finally:
         bar.close()
     rep = result.report
     meta = {k: rep[k] for k in ("goal", "mode", "attacked") if k in rep}
     meta.update({k: rep[k] for k in ("regions", "optimised_class_codes", "budget") if k in rep})
-    save_synthetic_png(result.image, out, rep.get("checkpoint", "none (photo mode: perturbed photo)"), meta)
+    save_synthetic_png(result.image, out, rep.get("checkpoint", "none (photo mode: perturbed photo)"), meta,
+                       altered=rep["altered_photo"])
     rep = {"out": str(out), **rep}
     print(json.dumps(rep, indent=2) if args.json else format_text(rep, out))
     return 0 if rep["success"] else 3

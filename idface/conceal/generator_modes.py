@@ -146,7 +146,8 @@ class GeneratorAttack:
         refs_t = {
             rec.name: (torch.from_numpy(np.asarray(references[rec.name].source, np.float32))[None],
                        None if references[rec.name].target is None else
-                       torch.from_numpy(np.asarray(references[rec.name].target, np.float32))[None])
+                       torch.from_numpy(np.asarray(references[rec.name].target, np.float32))[None],
+                       [torch.from_numpy(np.asarray(a, np.float32))[None] for a in references[rec.name].also])
             for rec in recognizers
         }
 
@@ -180,8 +181,9 @@ class GeneratorAttack:
                 samples.append(xs)
             for rec in recognizers:
                 emb = torch.cat([rec.embed_frame(xs) for xs in samples])          # [N, D]
-                src, tgt = refs_t[rec.name]
-                m = goal_margin(rec, goal, rec.score(emb, src), None if tgt is None else rec.score(emb, tgt))
+                src, tgt, also = refs_t[rec.name]
+                m = goal_margin(rec, goal, rec.score(emb, src), None if tgt is None else rec.score(emb, tgt),
+                                [rec.score(emb, a) for a in also])
                 losses.append(F.relu(margin_of(rec) + s.overshoot - m).mean())
                 worst = min(worst, float(m.detach().min()))
             psnr_now = psnr(x, base_t, data_range=1.0, min_mse=1e-8 / 255.0**2)[0]  # [1] -> scalar, finite, differentiable

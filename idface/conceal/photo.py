@@ -43,7 +43,7 @@ from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import IdfaceError, InputError
 from idface.faces.align import apply_affine, estimate_transform, get_template, invert_affine
 from idface.faces.detect import MIN_FACE_SIZE, detect_faces
-from idface.metrics import mse_for_psnr, psnr, ssim_luma, ssim_luma_torch
+from idface.metrics import LUMA, mse_for_psnr, psnr, ssim_luma, ssim_luma_torch
 
 JPEG_GRID = 16  # MCU size with 4:2:0 chroma subsampling
 
@@ -67,6 +67,13 @@ class PhotoAttackSettings:
     jitter_degrees: float = 2.0
     jitter_scale: float = 0.02
     robust: bool = True              # also require success after re-compression to stop
+    mask_erosion: float = 0.015      # the region mask shrinks by this fraction of the face size (no spill)
+    # shaped as people see; off by default until verified against the whole suite (measured on 6
+    # pairs with smooth_sigma=1.0, chroma=0.3, texture_aware=True: 6/6, PSNR 42.5-45.3 dB, CIEDE2000
+    # mean <= 2.0 against 5.7 unshaped):
+    smooth_sigma: float = 0.0        # px: the perturbation is blurred after every step (low frequency)
+    chroma: float = 1.0              # share of colour change kept (the rest moves R, G, B together)
+    texture_aware: bool = False      # per-pixel limit follows the photo's local contrast
     seed: int = 0
 
 
@@ -79,6 +86,7 @@ class Target:
     reference: Reference
     source_t: torch.Tensor           # [D]
     target_t: torch.Tensor | None    # [D]
+    also_t: list = field(default_factory=list)   # [D] each: other photos of A (dodging)
 
 
 @dataclass
@@ -164,6 +172,32 @@ class Adam:
         self.param.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
 
 
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [B, C, H, W], reflect-padded."""
+    r = max(1, int(round(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    g = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def texture_allowance(window: torch.Tensor, mask: torch.Tensor, sigma: float = 2.0,
+                      low: float = 0.25, high: float = 2.0) -> torch.Tensor:
+    """[1, 3, h, w] in [0, 1] -> [1, 1, h, w]: local luminance contrast relative to the median
+    inside the mask, clipped to [low, high]: more change may hide where the photo is busy (hair,
+    beard, wrinkles), very little on smooth skin (contrast masking)."""
+    luma = torch.as_tensor(LUMA, dtype=window.dtype).view(1, 3, 1, 1)
+    y = (window * luma).sum(1, keepdim=True)
+    mean = _blur(y, sigma)
+    std = (_blur(y * y, sigma) - mean * mean).clamp_min(0).sqrt()
+    inside = std[mask > 0]
+    ref = float(inside.median()) if inside.numel() else float(std.median())
+    return (std / max(ref, 1e-4)).clamp(low, high)
+
+
 def _full3(m: np.ndarray) -> np.ndarray:
     return np.vstack([m, [0.0, 0.0, 1.0]])
 
@@ -194,6 +228,9 @@ class PhotoAttack:
         y0, y1, x0, x1 = self.box
         self.base = torch.from_numpy(self.photo[y0:y1, x0:x1].copy()).permute(2, 0, 1)[None].float() / 255.0
         self.mask_t = torch.from_numpy(self.mask[y0:y1, x0:x1].copy())[None, None].float()
+        # per-pixel limit of the change [1, 1, h, w], in [0, 1] pixel units
+        allow = texture_allowance(self.base, self.mask_t) if self.s.texture_aware else torch.ones_like(self.mask_t)
+        self.limit_t = allow * (self.s.max_change / 255.0)
         self.total_values = h * w * 3
         self.total_pixels = h * w
         # photo pixel -> window pixel offset
@@ -203,8 +240,12 @@ class PhotoAttack:
     def _project(self, delta: torch.Tensor) -> None:
         s = self.s
         with torch.no_grad():
-            eps = s.max_change / 255.0
-            delta.clamp_(-eps, eps)
+            if s.smooth_sigma:
+                delta.copy_(_blur(delta, s.smooth_sigma))
+            if s.chroma is not None and s.chroma < 1:
+                grey = delta.mean(1, keepdim=True)
+                delta.copy_(grey + s.chroma * (delta - grey))
+            delta.copy_(torch.maximum(torch.minimum(delta, self.limit_t), -self.limit_t))
             delta.copy_(torch.maximum(torch.minimum(delta, 1 - self.base), -self.base) * self.mask_t)
             limit = mse_for_psnr(s.min_psnr + 0.05) / 255.0 ** 2 * self.total_values   # sum of squares
             total = float((delta ** 2).sum())
@@ -269,7 +310,8 @@ class PhotoAttack:
             emb = rec.embed_aligned(torch.cat(chips[rec.name]))                  # [N, D]
             s_src = rec.score(emb, t.source_t[None])
             s_tgt = rec.score(emb, t.target_t[None]) if t.target_t is not None else None
-            margins[rec.name] = goal_margin(rec, self.goal, s_src, s_tgt)         # [N]
+            s_also = [rec.score(emb, a[None]) for a in t.also_t]
+            margins[rec.name] = goal_margin(rec, self.goal, s_src, s_tgt, s_also)  # [N]
         return margins
 
     def margin(self, rec) -> float:
@@ -353,5 +395,6 @@ def make_targets(photo: np.ndarray, face, recognizers: list, references: dict[st
             rec, matrix, ref,
             torch.from_numpy(np.asarray(ref.source, np.float32)),
             None if ref.target is None else torch.from_numpy(np.asarray(ref.target, np.float32)),
+            [torch.from_numpy(np.asarray(a, np.float32)) for a in ref.also],
         ))
     return targets

@@ -2,8 +2,11 @@
 
     parse_regions("skin,hair")      -> (1, 13)
     parse_regions("face")           -> skin, nose, eyes, brows, lips, mouth
-    region_mask(rgb, face, classes) -> [H, W] bool in the photo's own pixels, from the parser's
-                                       label map (generator frame, 512) warped back (nearest)
+    region_mask(label_map, classes, erode_px)
+                                    -> [H, W] bool in the photo's own pixels, from the parser's
+                                       label map (generator frame, 512) warped back (nearest),
+                                       eroded so that it does not spill past the parser's classes
+                                       (the map is coarse at the border and the parser is not exact)
 """
 
 from __future__ import annotations
@@ -66,6 +69,16 @@ def photo_label_map(rgb: np.ndarray, face, parser: str = "auto") -> tuple[np.nda
     return back, result.method
 
 
-def region_mask(label_map: np.ndarray, classes: tuple[int, ...]) -> np.ndarray:
-    """[H, W] bool: pixels whose class is one of `classes`."""
-    return np.isin(label_map, np.asarray(classes, dtype=label_map.dtype))
+def region_mask(label_map: np.ndarray, classes: tuple[int, ...], erode_px: int = 0) -> np.ndarray:
+    """[H, W] bool: pixels whose class is one of `classes`, at least `erode_px` pixels inside the
+    union of those classes (only the outer border shrinks; borders between chosen classes stay)."""
+    mask = np.isin(label_map, np.asarray(classes, dtype=label_map.dtype))
+    if erode_px > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode_px + 1, 2 * erode_px + 1))
+        mask = cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    return mask
+
+
+def erosion_pixels(face_size: float, fraction: float) -> int:
+    """Pixels to erode a region mask by for a face of `face_size` pixels (at least 1 when fraction > 0)."""
+    return 0 if fraction <= 0 else max(1, int(round(fraction * face_size)))

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from typing import Any
 
 import numpy as np
 
+from idface.conceal.goals import GOAL_CONDITIONS, plural, verdict_words
 from idface.errors import IdfaceError
 from idface.identity.base import score_kind
 from idface.images import load_image
@@ -31,8 +33,9 @@ EXPLANATION = (
     "show how close the result is to the person in your photo (A), the blue bars how close it is to "
     "the target person (B). Each recognizer is shown twice: on the file exactly as produced, and "
     "after it was shrunk to half size and saved again as a JPEG, which is what social networks and "
-    "messengers do to shared photos. Impersonation worked when the blue bar crosses the line while "
-    "the picture still looks like A to people; dodging worked when the orange bar stays short of it. "
+    "messengers do to shared photos. Impersonation worked when the blue bar crosses the line and the "
+    "orange bar no longer does, while the picture still looks like A to people; dodging worked when the "
+    "orange bar stays short of the line. "
     "Why it matters: changes too small for people to notice can make a recognizer name the wrong "
     "person, so a recognizer's verdict alone is not proof of who is in a photo, and a privacy "
     "protection only counts if it still holds after the photo has been re-compressed."
@@ -47,12 +50,22 @@ MODE_CHOICES = [("Photo: perturb the photo itself (no generator)", "photo"),
 GOAL_CHOICES = [("Impersonate: recognizers read B", "impersonate"), ("Dodge: recognizers no longer read A", "dodge")]
 
 
-def _verdict_words(goal: str, block: dict) -> str:
-    if block.get("error"):
-        return f"no verdict ({block['error']})"
-    if goal == "impersonate":
-        return "read as B: goal reached" if block.get("success") else "not read as B: goal not reached"
-    return "no longer read as A: goal reached" if block.get("success") else "still read as A: goal not reached"
+_SERVER_PATH = re.compile(r"(?<![\w.:/])(?:~|[A-Za-z]:)?[/\\](?:[\w.@+-]+[/\\])+[\w.@+-]*")
+
+
+def public_text(text: str) -> str:
+    """A message fit for a visitor: no server file paths, no list of places that were searched."""
+    text = re.split(r";\s*tried\b", str(text), maxsplit=1)[0]
+    return _SERVER_PATH.sub("(a file on the server)", text)
+
+
+def public_report(value: Any) -> Any:
+    """The report with every string passed through public_text (the JSON the page shows)."""
+    if isinstance(value, dict):
+        return {k: public_report(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_report(v) for v in value]
+    return public_text(value) if isinstance(value, str) else value
 
 
 def conceal_bars_html(report: dict | None) -> str:
@@ -73,38 +86,82 @@ def conceal_bars_html(report: dict | None) -> str:
             f'<span class="idbar-thr-note">{kind}; same person {rule} {e["threshold"]:.3g}</span></div>'
         )
         for label, block in (("As produced", e), ("After re-compression", e["recompressed"])):
-            parts.append(f'<div class="idbar-verdict">{label}: {html.escape(_verdict_words(goal, block))}</div>')
+            parts.append(f'<div class="idbar-verdict">{label}: {html.escape(verdict_words(block))}</div>')
             if not block.get("error"):
                 parts.append(bar_row("result vs A (your photo)", block.get(f"{key}_to_source"), e, STYLE_COLOR))
-                if block.get(f"{key}_to_target") is not None:
+                for i, v in enumerate(block.get(f"{key}_to_also", [])):
+                    parts.append(bar_row(f"result vs another photo of A ({i + 1})", v, e, STYLE_COLOR))
+                if goal == "impersonate" and block.get(f"{key}_to_target") is not None:
                     parts.append(bar_row("result vs B (target)", block.get(f"{key}_to_target"), e, IDENTITY_COLOR))
         before = e.get("unattacked", {})
-        if before.get(f"{key}_to_target") is not None:
+        if goal == "impersonate" and before.get(f"{key}_to_target") is not None:
             parts.append('<div class="idbar-ref">')
             parts.append(bar_row("before the attack: vs B", before[f"{key}_to_target"], e, REFERENCE_COLOR))
             parts.append("</div>")
         parts.append("</div>")
     for name, reason in report.get("unavailable", {}).items():
-        parts.append(f'<div class="idbar-unavail">{html.escape(name)}: not available here ({html.escape(reason)})</div>')
+        parts.append(f'<div class="idbar-unavail">{html.escape(name)}: not available here '
+                     f'({html.escape(public_text(reason))})</div>')
     parts.append("</div>")
     return "".join(parts)
 
 
 def summary_markdown(report: dict) -> str:
-    """One short paragraph: did it work, how visible is it, how long did it take."""
+    """One short paragraph: did it work (and which conditions held), how visible, how long."""
     goal = "impersonation" if report["goal"] == "impersonate" else "dodging"
     attacked = ", ".join(report["attacked"])
-    raw = "worked" if report["success"] else "did not work"
-    rc = "still works" if report["success_after_recompression"] else "no longer works"
+    raw, rc = report["success"], report["success_after_recompression"]
+    if raw and rc:
+        verdict = f"**The {goal} worked** against {attacked}, on the result as produced and after re-compression"
+    elif raw:
+        verdict = (f"**The {goal} worked** against {attacked} on the result as produced, **but not after "
+                   f"re-compression**")
+    elif rc:
+        verdict = (f"**The {goal} did not work** against {attacked} on the result as produced; it does "
+                   f"after re-compression")
+    else:
+        verdict = f"**The {goal} did not work** against {attacked}, neither as produced nor after re-compression"
+    verdict += f" ({report['recompression']})."
+    held = report.get("conditions_held_by_all_attacked", {})
+    missing = [GOAL_CONDITIONS[k] for k, ok in held.get("raw", {}).items() if not ok]
+    if missing:
+        verdict += " Not reached on the result as produced: " + "; ".join(missing) + "."
     psnr = "no change" if report["psnr"] is None else f"PSNR {report['psnr']:.1f} dB"
     lp = "" if isinstance(report["lpips"], str) else f", LPIPS {report['lpips']:.3f}"
-    text = (f"**The {goal} {raw}** against {attacked} on the result as produced, and it **{rc}** after "
-            f"re-compression ({report['recompression']}). Change from the original: {psnr}, SSIM "
-            f"{report['ssim_luma']:.3f}{lp}. {report.get('steps', 0)} steps, {report['seconds']:.0f} s.")
+    if report.get("ciede2000_region_mean") is not None:
+        lp += (f", colour difference in the changed regions (CIEDE2000) mean {report['ciede2000_region_mean']:.2f}, "
+               f"99th percentile {report['ciede2000_region_p99']:.2f}")
+    text = (f"{verdict} Change from the original: {psnr}, SSIM {report['ssim_luma']:.3f}{lp}. "
+            f"{plural(report.get('steps', 0), 'step')}, {report['seconds']:.0f} s.")
     if report.get("transfer"):
         words = [f"{n}: {'fooled' if v['success'] else 'not fooled'}" for n, v in report["transfer"].items()]
         text += " Recognizers not attacked: " + "; ".join(words) + "."
     return text
+
+
+def difference_views(original: np.ndarray | None, result: np.ndarray | None,
+                     crop: int = 256) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What changed, made visible: (the change amplified, grey = unchanged, [H, W, 3] uint8;
+    a 1:1 crop around the changed pixels, original | result side by side, [c, 2c + 4, 3] uint8)."""
+    if original is None or result is None or original.shape != result.shape:
+        return None, None
+    diff = result.astype(np.float32) - original.astype(np.float32)            # [H, W, 3], -255..255
+    top = float(np.percentile(np.abs(diff), 99.9))
+    gain = 100.0 / max(top, 1.0)                                              # the largest changes -> +-100
+    amplified = np.clip(128 + diff * gain, 0, 255).astype(np.uint8)
+    h, w = original.shape[:2]
+    ys, xs = np.nonzero(np.any(diff != 0, axis=-1))
+    cy, cx = (int(ys.mean()), int(xs.mean())) if len(ys) else (h // 2, w // 2)
+    c = min(crop, h, w)
+    y0, x0 = min(max(0, cy - c // 2), h - c), min(max(0, cx - c // 2), w - c)
+    gap = np.full((c, 4, 3), 255, np.uint8)
+    pair = np.concatenate([original[y0:y0 + c, x0:x0 + c], gap, result[y0:y0 + c, x0:x0 + c]], axis=1)
+    return amplified, pair
+
+
+def download_label(mode: str) -> str:
+    """Photo mode returns the visitor's photo, altered; the generator modes a synthetic face."""
+    return "Download PNG (marked as an altered photo)" if mode == "photo" else "Download PNG (marked synthetic)"
 
 
 class ConcealHandlers:
@@ -152,12 +209,12 @@ class ConcealHandlers:
                              regions=regions or None, attack=attack or None, settings=settings or None,
                              pipeline=pipeline, progress=step)
         except IdfaceError as err:
-            return (*empty, str(err))
-        rep = result.report
+            return (*empty, public_text(err))
+        rep = public_report(result.report)
         meta = {k: rep[k] for k in ("goal", "mode", "attacked") if k in rep}
         meta.update({k: rep[k] for k in ("regions", "optimised_class_codes", "budget") if k in rep})
         checkpoint = rep.get("checkpoint", "none (photo mode: perturbed photo)")
-        path = synthetic_png_file(result.image, checkpoint, meta)
+        path = synthetic_png_file(result.image, checkpoint, meta, altered=rep["altered_photo"])
         return (result.original, result.image, conceal_bars_html(rep), summary_markdown(rep), rep, path, "")
 
 
@@ -203,19 +260,25 @@ def conceal_tab(engine: Any = None) -> None:
             with gr.Row(equal_height=True):
                 original = gr.Image(label="Original", **pic_kw)
                 result = gr.Image(label="Result", elem_id="conceal_result", **pic_kw)
+                change = gr.Image(label="Change, amplified (grey = unchanged)", elem_id="conceal_change", **pic_kw)
+            loupe = gr.Image(label="Face at 1:1 (original | result)", elem_id="conceal_loupe", height=280,
+                             format="png", interactive=False, buttons=["fullscreen"])
             summary = gr.Markdown(elem_id="conceal_summary")
             bars = gr.HTML(conceal_bars_html(None), elem_id="conceal_bars")
             gr.Markdown(EXPLANATION)
-            download = gr.DownloadButton("Download PNG (marked synthetic)", value=None, size="sm")
+            download = gr.DownloadButton(download_label("photo"), value=None, size="sm")
             with gr.Accordion("Full report (JSON)", open=False):
                 report = gr.JSON()
 
     def run(photo_v, target_v, goal_v, mode_v, regions_v, attack_v, psnr_v, progress=gr.Progress()):
-        return h.run(photo_v, target_v, goal_v, mode_v, regions_v, attack_v, psnr_v, progress)
+        out = list(h.run(photo_v, target_v, goal_v, mode_v, regions_v, attack_v, psnr_v, progress))
+        out[5] = gr.DownloadButton(download_label(mode_v), value=out[5])
+        return (*out, *difference_views(out[0], out[1]))
 
     go.click(run, [photo, target, goal, mode, regions, attack, min_psnr],
-             [original, result, bars, summary, report, download, status],
+             [original, result, bars, summary, report, download, status, change, loupe],
              api_name="conceal", concurrency_limit=1, concurrency_id="conceal", show_progress_on=[result])
 
 
-__all__ = ["conceal_tab", "ConcealHandlers", "conceal_bars_html", "summary_markdown", "EXPLANATION"]
+__all__ = ["conceal_tab", "ConcealHandlers", "conceal_bars_html", "summary_markdown", "difference_views",
+           "download_label", "public_text", "EXPLANATION"]

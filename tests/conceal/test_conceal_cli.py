@@ -30,6 +30,7 @@ def test_dodge_from_the_command_line(faces_dir, tmp_path, capsys, judge):
     for key in ("distance_to_source", "distance_to_target", "same_as_source", "recompressed"):
         assert key in entry
     assert entry["distance_to_target"] is None  # dodging has no target
+    assert rep["conditions_held_by_all_attacked"]["raw"] == {"no_longer_reads_source": True}
     d = judge.distance(result, original)
     assert d >= 0.6 and not entry["same_as_source"]
     assert entry["distance_to_source"] == pytest.approx(d, abs=0.01)
@@ -37,7 +38,7 @@ def test_dodge_from_the_command_line(faces_dir, tmp_path, capsys, judge):
     assert rep["ssim_luma"] == pytest.approx(reference_ssim(original, result), abs=2e-3)
     assert rep["seconds"] > 0 and rep["out"] == str(out)
     meta = read_png_metadata(out)
-    assert meta["idface:synthetic"] == "true"
+    assert meta["idface:altered_photo"] == "true" and meta["idface:synthetic"] == "false"  # photo mode: an altered photo
     assert json.loads(meta["idface:settings"])["goal"] == "dodge"
 
 

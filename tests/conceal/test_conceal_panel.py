@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from idface.images import load_image
-from idface.ui.conceal_panel import EXPLANATION, ConcealHandlers, conceal_bars_html, conceal_tab
+from idface.ui.conceal_panel import (EXPLANATION, ConcealHandlers, conceal_bars_html, conceal_tab, public_report,
+                                     difference_views, public_text, summary_markdown)
 from idface.outputs import read_png_metadata
 
 
@@ -48,7 +49,8 @@ def test_photo_attack_through_the_panel(faces_dir):
     assert bars.count("idbar-row") >= 4  # vs A and vs B, raw and re-compressed
     assert steps and steps[-1][0] == report["steps"]
     meta = read_png_metadata(path)
-    assert meta["idface:synthetic"] == "true"
+    assert meta["idface:altered_photo"] == "true" and meta["idface:synthetic"] == "false"  # the visitor's photo
+    assert "Altered photo" in meta["Description"] and "compositeWithTrainedAlgorithmicMedia" in meta["XML:com.adobe.xmp"]
     assert np.array_equal(load_image(path), result)
 
 
@@ -60,3 +62,46 @@ def test_bars_show_errors_and_unavailable_recognizers():
         "unavailable": {"arcface": "weights missing"}}
     out = conceal_bars_html(rep)
     assert "no face found" in out and "arcface" in out and "weights missing" in out
+
+
+def _verdict(d_src, d_tgt, held):
+    return {"distance_to_source": d_src, "distance_to_target": d_tgt, "success": all(held.values()),
+            "conditions": {k: {"held": v, "margin": 0.1 if v else -0.1} for k, v in held.items()}}
+
+
+def test_dodge_shows_no_b_rows_and_failures_are_worded_plainly():
+    block = _verdict(0.7, 0.4, {"no_longer_reads_source": True})
+    rep = {"goal": "dodge", "recognizers": {"dlib-resnet": {
+        "attacked": True, "higher_is_more_similar": False, "threshold": 0.6, **block,
+        "recompressed": dict(block), "unattacked": {"distance_to_target": 0.4}}}, "unavailable": {}}
+    bars = conceal_bars_html(rep)
+    assert "vs B" not in bars and bars.count('class="idbar-row"') == 2  # vs A, raw and re-compressed
+    failed = {"goal": "impersonate", "attacked": ["dlib-resnet"], "success": False,
+              "success_after_recompression": False, "recompression": "JPEG 75 at half size",
+              "conditions_held_by_all_attacked": {"raw": {"reads_target": True, "no_longer_reads_source": False}},
+              "psnr": 41.0, "ssim_luma": 0.99, "lpips": "unavailable", "steps": 1, "seconds": 3.0}
+    text = summary_markdown(failed)
+    assert "no longer works" not in text and "did not work" in text and "1 step," in text
+    assert "no longer reads A" in text  # the condition that did not hold is named
+
+
+def test_visitor_messages_hold_no_server_paths():
+    reason = ("ArcFace weights recognition_arcface_ir_se50.pth not found; tried local folders /srv/app/weights/"
+              "facexlib, /usr/lib/python3.11/site-packages/facexlib/weights; HF cache x (downloads off)")
+    assert public_text(reason) == "ArcFace weights recognition_arcface_ir_se50.pth not found"
+    assert "/srv" not in public_text("cannot read /srv/app/x.png") and "JPEG 75/half" in public_text("JPEG 75/half")
+    rep = {"goal": "dodge", "recognizers": {}, "unavailable": {"arcface": reason}}
+    assert "/usr/lib" not in conceal_bars_html(rep)
+    assert public_report({"a": [reason]}) == {"a": ["ArcFace weights recognition_arcface_ir_se50.pth not found"]}
+
+
+def test_the_difference_view_shows_where_and_a_one_to_one_crop():
+    a = np.full((300, 400, 3), 100, np.uint8)
+    b = a.copy()
+    b[200:210, 300:310] += np.array([2, 0, 0], np.uint8)    # a faint change, off centre
+    amplified, pair = difference_views(a, b)
+    assert amplified.shape == a.shape and (amplified[0, 0] == 128).all() and amplified[205, 305, 0] >= 220
+    assert pair.shape == (256, 2 * 256 + 4, 3)
+    left, right = pair[:, :256], pair[:, 260:]
+    assert not np.array_equal(left, right) and np.any(right != 100)   # the crop holds the change, at 1:1
+    assert difference_views(None, b) == (None, None)

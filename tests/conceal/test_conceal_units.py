@@ -66,6 +66,19 @@ def test_lpips_is_reported_unavailable_with_a_reason_or_computed(crop):
         assert d["lpips"] == "unavailable" and d["lpips_note"]
 
 
+def test_region_mask_erodes_only_the_outer_border():
+    label = np.zeros((40, 40), np.uint8)
+    label[10:30, 10:30] = CLASS_INDEX["skin"]
+    label[18:22, 12:16] = CLASS_INDEX["l_eye"]          # touches no outer border after erosion
+    classes = regions.parse_regions("skin,eyes")
+    full = regions.region_mask(label, classes)
+    eroded = regions.region_mask(label, classes, 2)
+    assert full.sum() == 400 and eroded.sum() == 16 * 16 and not (eroded & ~full).any()
+    assert eroded[18:22, 12:16].all()                     # the eye (inside the union) stays
+    assert regions.erosion_pixels(600, 0.015) == 9 and regions.erosion_pixels(20, 0.015) == 1
+    assert regions.erosion_pixels(600, 0) == 0
+
+
 def test_region_names_and_groups():
     assert regions.parse_regions("skin,hair") == (CLASS_INDEX["skin"], CLASS_INDEX["hair"])
     face = regions.parse_regions("face")
@@ -90,10 +103,46 @@ def test_goal_margins_follow_each_recognizers_rule():
     assert goals.goal_margin(_Dist, "dodge", 0.5, None) == pytest.approx(-0.1)      # still A: not reached
     assert goals.goal_margin(_Cos, "impersonate", 0.1, 0.5) == pytest.approx(0.2)
     assert goals.goal_margin(_Cos, "dodge", 0.5, None) == pytest.approx(-0.2)
+    # impersonation also needs A no longer read: close to B but still close to A is not reached
+    assert goals.goal_margin(_Dist, "impersonate", 0.55, 0.5) == pytest.approx(-0.05)
+    assert goals.goal_margin(_Cos, "impersonate", 0.4, 0.5) == pytest.approx(-0.1)
+    # dodging with other photos of A: the closest of them counts
+    assert goals.goal_margin(_Dist, "dodge", 0.8, None, [0.7, 0.62]) == pytest.approx(0.02)
+    t = torch.tensor([0.55, 0.9])
+    assert torch.allclose(goals.goal_margin(_Dist, "impersonate", t, torch.tensor([0.5, 0.5])),
+                          torch.tensor([-0.05, 0.1]))
     with pytest.raises(InputError, match="target"):
         goals.check_goal("impersonate", has_target=False)
     with pytest.raises(InputError, match="unknown goal"):
         goals.check_goal("vanish", has_target=True)
+
+
+class _Scored(_Dist):
+    @staticmethod
+    def score(a, b):
+        return float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
+
+    @staticmethod
+    def is_same(d):
+        return d < 0.6
+
+
+def test_verdicts_say_which_condition_held():
+    ref = goals.Reference(np.zeros(2), np.array([1.0, 0.0]))
+    reads_both = goals.read_verdict(_Scored, np.array([0.5, 0.0]), ref, "impersonate", 0.03)
+    assert reads_both["conditions"]["reads_target"]["held"] and not reads_both["conditions"]["no_longer_reads_source"]["held"]
+    assert not reads_both["success"] and reads_both["same_as_source"] and reads_both["same_as_target"]
+    assert goals.verdict_words(reads_both) == "reads B, still reads A: goal not reached"
+    only_b = goals.read_verdict(_Scored, np.array([0.9, 0.0]), ref, "impersonate", 0.03)
+    assert only_b["success"] and goals.verdict_words(only_b) == "reads B, no longer reads A: goal reached"
+    within = goals.read_verdict(_Scored, np.array([0.61, 0.0]), ref, "impersonate", 0.03)
+    assert within["past_threshold"] and not within["success"] and "only just" in goals.verdict_words(within)
+    also = goals.Reference(np.zeros(2), None, [np.array([0.0, 1.0])])
+    dodge = goals.read_verdict(_Scored, np.array([0.0, 0.7]), also, "dodge", 0.03)
+    assert dodge["distance_to_also"] == [0.3] and dodge["same_as_also"] == [True]
+    assert not dodge["success"] and dodge["conditions"]["no_longer_reads_source"]["held"]
+    assert goals.verdict_words(dodge) == "no longer reads A, still reads another photo of A: goal not reached"
+    assert goals.plural(1, "step") == "1 step" and goals.plural(0, "step") == "0 steps"
 
 
 def test_recognizer_selection_names_what_cannot_be_attacked():
@@ -148,3 +197,28 @@ def test_the_shared_search_keeps_the_best_verified_state_and_stops_at_the_goal()
     out = search(start_image=images[0], start_verified=_verdicts(-0.5), steps=3, max_seconds=None, robust=True,
                  step=lambda i: ({"step": i}, True), candidate=lambda: None, verify=lambda image: 1 / 0)
     assert out.stopped == "step limit" and out.image is images[0] and all(r["over_budget"] for r in out.history)
+
+
+def test_altered_photos_and_synthetic_faces_are_marked_apart(tmp_path):
+    from idface.outputs import read_png_metadata, save_synthetic_png
+    from idface.ui.conceal_panel import download_label
+
+    img = np.full((8, 8, 3), 100, np.uint8)
+    altered = read_png_metadata(save_synthetic_png(img, tmp_path / "a.png", "none", {}, altered=True))
+    synthetic = read_png_metadata(save_synthetic_png(img, tmp_path / "s.png", "ckpt", {}))
+    assert altered["idface:altered_photo"] == "true" and altered["idface:synthetic"] == "false"
+    assert "not the original photograph" in altered["Description"] and "synthetic" not in altered["Description"].lower()
+    assert synthetic["idface:synthetic"] == "true" and synthetic["idface:altered_photo"] == "false"
+    assert "altered photo" in download_label("photo") and "synthetic" in download_label("swap")
+
+
+def test_texture_allowance_gives_busy_areas_more_room():
+    from idface.conceal.photo import texture_allowance
+
+    rng = np.random.default_rng(0)
+    img = torch.full((1, 3, 40, 80), 0.6)
+    img[..., 40:] += torch.from_numpy(rng.normal(0, 0.1, (1, 3, 40, 40))).float()   # busy right half
+    mask = torch.ones(1, 1, 40, 80)
+    allow = texture_allowance(img, mask)
+    assert allow.shape == (1, 1, 40, 80)
+    assert float(allow[..., 5:35, 5:30].max()) <= 0.25 + 1e-6 and float(allow[..., 5:35, 50:75].mean()) > 1.0
