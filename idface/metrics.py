@@ -40,17 +40,21 @@ LUMA = np.array([0.299, 0.587, 0.114])  # BT.601 Y
 # PSNR
 
 
-def psnr(a, b, data_range: float = 255.0, min_mse: float = 0.0):
+def psnr(a, b, data_range: float = 255.0, min_mse: float = 0.0, region=None):
     """PSNR in dB. numpy images of one shape (uint8 scale by default) -> float; torch [B, ...]
     -> [B] per image (pass data_range=1.0 for [0, 1] tensors; min_mse > 0 keeps it finite, for
-    use inside a loss)."""
+    use inside a loss). numpy only: region [H, W] bool restricts it to those pixels (all when
+    None or empty)."""
     if isinstance(a, torch.Tensor):
         mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(min_mse)
         return 10 * torch.log10(data_range**2 / mse)
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a64.shape != b64.shape:
         raise ValueError(f"psnr: shapes differ {a64.shape} vs {b64.shape}")
-    mse = float(np.mean((a64 - b64) ** 2))
+    sq = (a64 - b64) ** 2
+    if region is not None and np.any(region):
+        sq = (sq.mean(-1) if sq.ndim == 3 else sq)[np.asarray(region, bool)]
+    mse = float(np.mean(sq))
     return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
 
 

@@ -37,13 +37,14 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from idface import metrics as M
 from idface.errors import IdfaceError, InputError
+from idface.tensors import onehot  # [S, S] -> [1, K, S, S]
 from idface.fitting import losses as L
 from idface.fitting.edits import augmented_masks, edited_region
-from idface.labels import CLASS_INDEX, NUM_CLASSES, validate_label_map
+from idface.labels import CLASS_INDEX, validate_label_map
 from idface.model import IdFaceModel
 
 log = logging.getLogger(__name__)
@@ -194,17 +195,9 @@ def to_model_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float()[None] / 127.5 - 1.0
 
 
-def onehot(label: np.ndarray) -> torch.Tensor:
-    """[S, S] uint8 -> [1, K, S, S] float one-hot."""
-    return F.one_hot(torch.from_numpy(label.astype(np.int64)), NUM_CLASSES).permute(2, 0, 1).float()[None]
-
-
 def psnr_db(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
-    """PSNR of uint8 images, over `region` [S, S] bool when given."""
-    diff = (a.astype(np.float64) - b.astype(np.float64)) / 255.0
-    sq = (diff ** 2).mean(-1)
-    mse = float(sq[region].mean() if region is not None and region.any() else sq.mean())
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    """PSNR of uint8 images, over `region` [S, S] bool when given (idface.metrics.psnr)."""
+    return float(M.psnr(a, b, region=region))
 
 
 def face_region(label: np.ndarray) -> np.ndarray:

@@ -130,8 +130,7 @@ class UploadBudget:
         if size > self.per_request:
             return 413, (f"this upload is {size / 1e6:.0f} MB in one request; at most "
                          f"{self.per_request / 1e6:.0f} MB per request (all files together)")
-        forwarded = headers.get("x-forwarded-for", "")
-        address = forwarded.split(",")[0].strip() if forwarded else (scope.get("client") or ("unknown",))[0]
+        address = forwarded_or_peer(headers, (scope.get("client") or (None,))[0])
         now = time.monotonic()
         with self.lock:
             sent = self.sent[address]
@@ -246,14 +245,16 @@ class GuardedStateHolder(StateHolder):
                 self.time_last_used.pop(victim, None)
 
 
-def client_address(request) -> str:
+def forwarded_or_peer(headers, peer: str | None) -> str:
     """The caller's address: the first X-Forwarded-For hop behind a proxy (a Space), else the peer."""
-    headers = getattr(request, "headers", None) or {}
     forwarded = headers.get("x-forwarded-for", "") if hasattr(headers, "get") else ""
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    client = getattr(request, "client", None)
-    return getattr(client, "host", None) or "unknown"
+    return forwarded.split(",")[0].strip() if forwarded else (peer or "unknown")
+
+
+def client_address(request) -> str:
+    """client address of a fastapi / gradio request (see forwarded_or_peer)."""
+    return forwarded_or_peer(getattr(request, "headers", None) or {},
+                             getattr(getattr(request, "client", None), "host", None))
 
 
 class GuardedQueue(Queue):
