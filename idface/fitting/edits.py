@@ -79,25 +79,88 @@ EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def augmented_masks(label: np.ndarray, rng: np.random.Generator, count: int = 8) -> list[tuple[str, np.ndarray]]:
-    """Edited copies of `label` for fitting: every edit that changes this mask, with random sizes
-    for the hair edits, and a random pair of edits at once; copies that change nothing are dropped."""
-    out = []
-    for name, edit in EDITS.items():
-        edited = edit(label)
-        if (edited != label).any():
-            out.append((name, edited))
+def remove_classes(label: np.ndarray, classes) -> np.ndarray:
+    """The given classes become skin."""
+    out = label.copy()
+    out[np.isin(label, tuple(classes))] = C["skin"]
+    return out
+
+
+def grow_class(label: np.ndarray, cls: int, pixels: int) -> np.ndarray:
+    """Class `cls` grows by `pixels` into the skin around it (thicker brows, bigger nose, ...)."""
+    grown = cv2.dilate((label == cls).astype(np.uint8), _disk(pixels)).astype(bool)
+    out = label.copy()
+    out[grown & (label == C["skin"])] = cls
+    return out
+
+
+# Edits of other kinds than those fitting trains on (see augmented_masks): the benchmark also
+# measures these, to show that locality is learnt and not only the trained edits.
+UNTRAINED_EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "thicker brows": lambda lm: grow_class(grow_class(lm, C["l_brow"], max(1, lm.shape[0] // 64)),
+                                           C["r_brow"], max(1, lm.shape[0] // 64)),
+    "bigger nose": lambda lm: grow_class(lm, C["nose"], max(1, lm.shape[0] // 40)),
+    "fuller lips": lambda lm: grow_class(grow_class(lm, C["u_lip"], max(1, lm.shape[0] // 64)),
+                                         C["l_lip"], max(1, lm.shape[0] // 64)),
+}
+
+
+def random_edit(label: np.ndarray, rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    """One random edit of the kinds a visitor paints most: the hairline moved (by a random amount,
+    out or in), lips or brows (one or both) removed, the mouth closed, or a hairline move together
+    with one of the others."""
     step = hair_step(label)
-    while len(out) < count and out:
-        pixels = int(rng.integers(max(1, step // 3), 2 * step + 1))
-        hair = grow_hair(label, pixels) if rng.random() < 0.6 else shrink_hair(label, max(1, pixels // 2))
-        second = [remove_lips, remove_brows, close_mouth][int(rng.integers(3))]
-        edited = second(hair)
-        if (edited != label).any():
-            out.append(("hair and face", edited))
+    face_edits = [("remove lips", remove_lips), ("remove brows", remove_brows),
+                  ("remove one brow", lambda lm: remove_classes(lm, (BROWS[int(rng.integers(2))],))),
+                  ("close mouth", close_mouth)]
+    kind = int(rng.integers(3))
+    edited, names = label, []
+    if kind in (0, 2):                                          # the hairline
+        if rng.random() < 0.65:
+            edited = grow_hair(edited, int(rng.integers(max(1, step // 4), 2 * step + 1)))
+            names.append("grow hair")
         else:
+            edited = shrink_hair(edited, int(rng.integers(1, step + 1)))
+            names.append("shrink hair")
+    if kind in (1, 2):                                          # a feature
+        name, edit = face_edits[int(rng.integers(len(face_edits)))]
+        edited = edit(edited)
+        names.append(name)
+    return " + ".join(names), edited
+
+
+def random_blob_edit(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A generic local change, of no particular kind: a random disk (radius 1/64 to 1/16 of the
+    side) somewhere on the head takes the class found a little way off (a class boundary moved,
+    a feature grown, shrunk or removed there). For the mask embedder's locality, not a named edit."""
+    side = label.shape[0]
+    head = np.flatnonzero((label != C["background"]).ravel())
+    if head.size == 0:
+        return label.copy()
+    y, x = divmod(int(head[int(rng.integers(head.size))]), side)
+    radius = int(rng.integers(max(1, side // 64), max(2, side // 16) + 1))
+    dy, dx = rng.integers(-2 * radius, 2 * radius + 1, size=2)
+    source = label[int(np.clip(y + dy, 0, side - 1)), int(np.clip(x + dx, 0, side - 1))]
+    disk = np.zeros(label.shape, np.uint8)
+    cv2.circle(disk, (x, y), radius, 1, -1)
+    out = label.copy()
+    out[disk.astype(bool)] = source
+    return out
+
+
+def augmented_masks(label: np.ndarray, rng: np.random.Generator, count: int = 10) -> list[tuple[str, np.ndarray]]:
+    """`count` random edited copies of `label` for fitting (random_edit); copies that change
+    nothing or repeat another are dropped (fewer when the mask allows few edits)."""
+    out, seen = [], set()
+    for _ in range(6 * count):
+        if len(out) >= count:
             break
-    return out[:count]
+        name, edited = random_edit(label, rng)
+        key = edited.tobytes()
+        if (edited != label).any() and key not in seen:
+            seen.add(key)
+            out.append((name, edited))
+    return out
 
 
 def edited_region(before: np.ndarray, after: np.ndarray, margin: int) -> np.ndarray:

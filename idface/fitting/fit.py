@@ -23,7 +23,6 @@ Only the fitted weights leave this module; the photo, its codes and embeddings a
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import logging
@@ -43,7 +42,9 @@ from idface import metrics as M
 from idface.errors import IdfaceError, InputError
 from idface.tensors import onehot  # [S, S] -> [1, K, S, S]
 from idface.fitting import losses as L
-from idface.fitting.edits import augmented_masks, edited_region
+from idface.fitting.edits import augmented_masks, edited_region, random_blob_edit
+from idface.fitting.locality import localise_mask_embedder
+from idface.fitting.threads import thread_local_torch_threads
 from idface.labels import CLASS_INDEX, validate_label_map
 from idface.model import IdFaceModel
 
@@ -65,28 +66,44 @@ class FitCancelled(IdfaceError):
 class FitConfig:
     """How long and with what weights to fit. Defaults: about 15 s on 2 shared CPU cores at 128 px."""
 
-    steps: int = 100                    # generator tuning steps (two images each)
-    code_steps: int = 20                # style-code (pivot) steps, generator frozen
-    max_seconds: float | None = 18.0    # wall clock for the fit, once the face is prepared (None: no limit)
-    code_lr: float = 0.08
-    generator_lr: float = 1e-3         # Adam, cosine-decayed to final_lr_fraction of it
+    steps: int = 80                     # generator tuning steps (one image each)
+    code_steps: int = 0                 # style-code (pivot) steps, generator frozen
+    max_seconds: float | None = 17.0    # wall clock for the fit, once the face is prepared (None: no limit)
+    code_lr: float = 0.1
+    generator_lr: float = 2e-3          # Adam, cosine-decayed to final_lr_fraction of it
     final_lr_fraction: float = 0.05
-    warmup_steps: int = 5
+    warmup_steps: int = 4
     ssim: float = 0.5                   # reconstruction = L1 + ssim * (1 - SSIM) + mse * MSE
     mse: float = 1.0
-    face_weight: float = 4.0            # pixels of the face region count 1 + face_weight times
-    identity: float = 0.2               # 1 - cos to the photo's embedding, own token
-    injection: float = 0.2              # 1 - cos to another person's embedding, their token
-    injection_pixels: float = 0.5       # L1 to the photo while injecting
+    face_weight: float = 8.0            # pixels of the face region count 1 + face_weight times
+    identity: float = 0.2               # 1 - cos to the photo's embedding, own token ...
+    identity_every: int = 4             # ... on every n-th photo step (the recognizer costs a third of a step)
+    # with another person's token ("foreign" steps) the output should change from the photo as the
+    # base generator's output changes when that token replaces the photo's (the token keeps the
+    # effect it had: injection still works after fitting), by the reconstruction loss ...
+    injection_pixels: float = 1.0
+    injection: float = 0.0              # ... and optionally 1 - cos to that person's embedding
     min_token_effect: float = 0.5       # injection steps only if swapping the token changes the base
                                         # output by this much (mean |change|, 0..255)
-    edit: float = 1.0                   # edited masks: outside = photo, inside = base generator
-    edit_inside: float = 0.5
-    schedule: tuple[str, ...] = ("edit", "anchor", "edit", "foreign")  # the second image, in turn
+    edit_inside: float = 0.5            # edited masks: outside = photo, inside follows the target
+    edit_target: str = "transfer"       # inside an edit: "base" (the base generator's drawing of the
+                                        # edited mask) or "transfer" (the photo + the base's change)
+    edit_pool: int = 10                 # random edited masks (edits.augmented_masks) per fit
+    # what each step renders, in turn: the photo; an edited mask (edits stay local); the photo's
+    # mask with another person's token (injection keeps working); another bundled face (anchor)
+    schedule: tuple[str, ...] = ("photo", "photo", "foreign")
     anchor: float = 1.0                 # other faces: stay the base generator's output
     edit_margin: float = 1 / 32         # of the side: around an edit, pixels that may blend (4 at 128)
-    threads: int | None = 1             # torch threads while fitting (None: leave as is); one
-                                        # thread is several times faster on cores shared with others
+    localise_steps: int = 60            # mask-embedder locality steps (fitting.locality; milliseconds each)
+    localise_lr: float = 1e-2
+    localise_weight: float = 10.0       # edits change the embedding only near themselves ...
+    localise_band: float = 1.0          # ... and its weights from far-off pixels shrink (any edit)
+    localise_blobs: int = 24            # generic random local changes (edits.random_blob_edit) besides the pool
+    # parameters not tuned (prefixes): the localised mask embedder and the 16 px stage (its
+    # self-attention spreads a change over the whole image; tuning it costs a third of each step)
+    frozen: tuple[str, ...] = ("generator.mask_embedder.", "generator.res_blocks.0.", "generator.transformer_blocks.0.")
+    threads: int | None = 1             # torch threads of the fitting thread only (None: as it is);
+                                        # one thread is several times faster on cores shared with others
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -94,6 +111,11 @@ class FitConfig:
             raise InputError(f"fitting steps must be >= 0; got steps={self.steps}, code_steps={self.code_steps}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise InputError(f"--max-seconds must be positive; got {self.max_seconds}")
+        if self.edit_target not in ("base", "transfer"):
+            raise InputError(f"edit_target must be 'base' or 'transfer'; got {self.edit_target!r}")
+        unknown = set(self.schedule) - {"photo", "edit", "foreign", "anchor"}
+        if unknown or "photo" not in self.schedule:
+            raise InputError(f"the schedule needs 'photo' and knows photo, edit, foreign, anchor; got {self.schedule}")
 
 
 @dataclass
@@ -157,25 +179,18 @@ class _Other:
     name: str
     onehot: torch.Tensor          # [1, K, S, S]
     context: torch.Tensor         # [1, T, D] with its own identity token
-    base_output: torch.Tensor     # [1, 3, S, S] base generator, no gradient
     embedding: torch.Tensor       # [D] recognizer embedding of the aligned photo
+    base_output: torch.Tensor | None = None   # [1, 3, S, S] base generator, no gradient (on first use)
+
+    def anchor_output(self, model: IdFaceModel) -> torch.Tensor:
+        if self.base_output is None:
+            with torch.no_grad():
+                self.base_output = model.generator(self.onehot, self.context)
+        return self.base_output
 
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """The pipeline's resize of a style image (PIL bilinear)."""
@@ -239,7 +254,7 @@ _OTHERS_LOCK = threading.Lock()
 
 
 def other_faces(model: IdFaceModel, recognizer) -> list[_Other]:
-    """The bundled faces with the base model's codes and output (empty without the assets)."""
+    """The bundled faces with the base model's codes (empty without the assets)."""
     with _OTHERS_LOCK:
         if model in _OTHERS:
             return _OTHERS[model]
@@ -258,8 +273,7 @@ def other_faces(model: IdFaceModel, recognizer) -> list[_Other]:
                 codes, _ = model.encode_style(to_model_tensor(resize_image(image, size)), oh)
                 token = model.identity_token(None if emb is None else emb[None], batch=1)
                 context = model.context(codes, token)
-                base_output = model.generator(oh, context)
-            out.append(_Other(name, oh, context, base_output, emb))
+            out.append(_Other(name, oh, context, emb))
         _OTHERS[model] = out
         return out
 
@@ -333,7 +347,7 @@ def fit_prepared(
             eta = min(eta, max(0.0, deadline - time.perf_counter()) + 1.0)
         progress(FitProgress(stage, step, total, fraction, elapsed, eta, loss))
 
-    with torch_threads(cfg.threads):
+    with thread_local_torch_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         base_model.eval()
@@ -366,12 +380,29 @@ def fit_prepared(
         offsets = torch.zeros_like(pre0, requires_grad=True)
         generator = copy.deepcopy(base_model.generator).train()
         generator.requires_grad_(False)
+
+        # edited copies of the photo's mask (what a visitor paints) and the mask embedder made
+        # local around this mask (an edit changes the embedding only near itself)
+        margin = max(1, round(cfg.edit_margin * size))
+        edits = []                                                   # (name, one-hot [1, K, S, S], inside [1, 1, S, S])
+        if "edit" in cfg.schedule:
+            for name, edited in augmented_masks(lm, rng, cfg.edit_pool):
+                inside = torch.from_numpy(edited_region(lm, edited, margin)).float()[None, None]
+                edits.append((name, onehot(edited), inside))
+        localised = None
+        if cfg.localise_steps:
+            blobs = [onehot(random_blob_edit(lm, rng)) for _ in range(cfg.localise_blobs)]
+            changed = [e[1] for e in edits] + blobs
+            if changed:
+                localised = localise_mask_embedder(generator.mask_embedder, mask, torch.cat(changed),
+                                                   cfg.localise_steps, cfg.localise_lr, cfg.localise_weight,
+                                                   cfg.localise_band)
         opt = torch.optim.Adam([offsets], lr=cfg.code_lr)
 
         def pivot_codes() -> torch.Tensor:
             return torch.where(presence[..., None], torch.tanh(pre0 + offsets), codes0)
 
-        code_steps = steps = 0
+        code_steps = steps = photo_steps = 0
         t_code = time.perf_counter()
         code_budget = None if deadline is None else (deadline - t_code) * 0.25
         for i in range(cfg.code_steps):
@@ -385,17 +416,17 @@ def fit_prepared(
             code_steps += 1
             report("codes", i + 1, cfg.code_steps, 0.02 + 0.2 * (i + 1) / max(1, cfg.code_steps), loss.item())
 
-        # ---- 3. tune the generator around the pivot ----
+        # ---- 3. tune the generator around the pivot, one image per step ----
         with torch.no_grad():
             codes = pivot_codes().detach()
             context = base_model.context(codes, token)               # [1, T, D]
-            margin = max(1, round(cfg.edit_margin * size))
-            edits = []
-            for name, edited in augmented_masks(lm, rng):
-                inside = torch.from_numpy(edited_region(lm, edited, margin)).float()[None, None]
-                edits.append((name, onehot(edited), inside))
-            base_edit = (generator(torch.cat([e[1] for e in edits]), context.expand(len(edits), -1, -1))
-                         if edits else None)                         # [E, 3, S, S], base generator
+            edit_targets = None                                      # [E, 3, S, S] inside targets
+            if edits:
+                drawn = generator(torch.cat([mask] + [e[1] for e in edits]),
+                                  context.expand(len(edits) + 1, -1, -1))   # base generator, pivot codes
+                edit_targets = drawn[1:]
+                if cfg.edit_target == "transfer":                    # the photo + what the edit changes
+                    edit_targets = (photo + drawn[1:] - drawn[:1]).clamp(-1, 1)
             # does the base generator use the identity token at all? (mean |change| 0..255 when
             # the photo's token is swapped for other people's). Training the injection objective
             # into a generator that ignores its token only pulls every face towards the others.
@@ -405,12 +436,15 @@ def fit_prepared(
                 outs = generator(mask.expand(len(foreign) + 1, -1, -1, -1),
                                  torch.cat([context, base_model.context(codes.expand(len(foreign), -1, -1), swapped)]))
                 token_effect = float((outs[1:] - outs[:1]).abs().mean()) * 127.5
+                foreign_targets = (photo + outs[1:] - outs[:1]).clamp(-1, 1)   # [F, 3, S, S]
             if token_effect < cfg.min_token_effect:
                 foreign = []
-        generator.requires_grad_(True)
-        opt = torch.optim.Adam(generator.parameters(), lr=cfg.generator_lr, betas=(0.9, 0.99))
-        available = {"edit": bool(edits), "anchor": bool(others), "foreign": bool(foreign)}
-        kinds = [k for k in cfg.schedule if available.get(k)] or ["none"]
+        tuned = [p for n, p in generator.named_parameters() if not ("generator." + n).startswith(tuple(cfg.frozen))]
+        for p in tuned:
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(tuned, lr=cfg.generator_lr, betas=(0.9, 0.99), fused=True)
+        available = {"photo": True, "edit": bool(edits), "anchor": bool(others), "foreign": bool(foreign)}
+        kinds = [k for k in cfg.schedule if available.get(k)]
         t_gen = time.perf_counter()
         check_reserve = 0.6  # seconds kept for the final check
         for i in range(cfg.steps):
@@ -427,33 +461,32 @@ def fit_prepared(
                 group["lr"] = cfg.generator_lr * warmup * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
                                                            * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
             kind = kinds[i % len(kinds)]
-            masks, contexts = [mask], [context]
-            if kind == "edit":
+            if kind == "photo":
+                fake = generator(mask, context)                       # [1, 3, S, S]
+                loss = L.reconstruction_loss(fake, photo, cfg.ssim, cfg.mse, pixel_weight)
+                photo_steps += 1
+                if (recognizer is not None and target_emb is not None and cfg.identity
+                        and photo_steps % max(1, cfg.identity_every) == 1 % max(1, cfg.identity_every)):
+                    loss = loss + cfg.identity * L.identity_loss(recognizer, fake, target_emb)
+            elif kind == "edit":
                 j = int(rng.integers(len(edits)))
-                masks.append(edits[j][1])
-                contexts.append(context)
+                fake = generator(edits[j][1], context)
+                loss = L.edit_locality_loss(fake, photo, edit_targets[j:j + 1], edits[j][2], pixel_weight,
+                                            cfg.edit_inside, cfg.ssim, cfg.mse)
             elif kind == "anchor":
                 other = others[int(rng.integers(len(others)))]
-                masks.append(other.onehot)
-                contexts.append(other.context)
-            elif kind == "foreign":
-                other = foreign[int(rng.integers(len(foreign)))]
+                fake = generator(other.onehot, other.context)
+                loss = cfg.anchor * L.anchor_loss(fake, other.anchor_output(base_model))
+            else:  # "foreign"
+                f = int(rng.integers(len(foreign)))
+                other = foreign[f]
                 with torch.no_grad():
                     foreign_token = base_model.identity_token(other.embedding[None], batch=1)
-                masks.append(mask)
-                contexts.append(base_model.context(codes, foreign_token))
-            fake = generator(torch.cat(masks), torch.cat(contexts))   # [1 or 2, 3, S, S]
-            loss = L.reconstruction_loss(fake[:1], photo, cfg.ssim, cfg.mse, pixel_weight)
-            if recognizer is not None and target_emb is not None and cfg.identity:
-                loss = loss + cfg.identity * L.identity_loss(recognizer, fake[:1], target_emb)
-            if kind == "edit":
-                loss = loss + cfg.edit * L.edit_locality_loss(fake[1:], photo, base_edit[j:j + 1],
-                                                              edits[j][2], cfg.edit_inside)
-            elif kind == "anchor":
-                loss = loss + cfg.anchor * L.anchor_loss(fake[1:], other.base_output)
-            elif kind == "foreign":
-                loss = (loss + cfg.injection_pixels * L.masked_l1(fake[1:], photo)
-                        + cfg.injection * L.injection_loss(recognizer, fake[1:], other.embedding[None]))
+                fake = generator(mask, base_model.context(codes, foreign_token))
+                loss = cfg.injection_pixels * L.reconstruction_loss(fake, foreign_targets[f:f + 1], cfg.ssim, cfg.mse,
+                                                                    pixel_weight)
+                if cfg.injection:
+                    loss = loss + cfg.injection * L.injection_loss(recognizer, fake, other.embedding[None])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -520,7 +553,7 @@ def fit_face(
     source = resolve_checkpoint(base_checkpoint)
     base = IdFaceModel.from_pretrained(str(source.path))
     recognizer = get_recognizer(base.config.identity_recognizer)
-    with torch_threads(cfg.threads):
+    with thread_local_torch_threads(cfg.threads):
         face = prepare_face(load_image(photo, "style photo"))
         embedding = embed(recognizer, np.asarray(face.image, dtype=np.uint8)).numpy()
     prepared = time.perf_counter() - start

@@ -21,8 +21,10 @@ def masked_l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | Non
     return (diff * weight).sum() / (weight.sum() * fake.shape[1]).clamp_min(1.0)
 
 
-def ssim_loss(fake: torch.Tensor, real: torch.Tensor, window: int = 7) -> torch.Tensor:
-    """1 - SSIM with a uniform window, on [0, 1] images, mean over pixels and channels."""
+def ssim_loss(fake: torch.Tensor, real: torch.Tensor, window: int = 7,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - SSIM with a uniform window, on [0, 1] images: mean over pixels and channels, or
+    weighted by weight [B, 1, H, W] (the SSIM map's weighted mean)."""
     x, y = (fake.float() + 1) / 2, (real.float() + 1) / 2
     pad = window // 2
 
@@ -33,27 +35,36 @@ def ssim_loss(fake: torch.Tensor, real: torch.Tensor, window: int = 7) -> torch.
     vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return 1 - ssim.mean()
+    if weight is None:
+        return 1 - ssim.mean()
+    w = weight.expand_as(ssim)
+    return 1 - (ssim * w).sum() / w.sum().clamp_min(1e-6)
 
 
 def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, ssim_weight: float = 0.5,
                         mse_weight: float = 0.0, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Pixel L1 + ssim_weight * (1 - SSIM) + mse_weight * MSE: the photo itself, every pixel;
-    pixel_weight [B, 1, H, W] (mean 1) weighs the pixel terms, e.g. the face region up."""
+    """Pixel L1 + ssim_weight * (1 - SSIM) + mse_weight * MSE against the photo; pixel_weight
+    [B, 1, H, W] (mean 1 over the image: e.g. the face region weighed up, zero where a pixel does
+    not count) weighs every term."""
     w = torch.ones_like(fake[:, :1]) if pixel_weight is None else pixel_weight
     diff = fake.float() - real.float()
-    loss = (diff.abs() * w).mean() + ssim_weight * ssim_loss(fake, real)
+    loss = (diff.abs() * w).mean() + ssim_weight * ssim_loss(fake, real, weight=pixel_weight)
     if mse_weight:
         loss = loss + mse_weight * (diff.square() * w).mean()
     return loss
 
 
-def edit_locality_loss(fake: torch.Tensor, photo: torch.Tensor, base_edit: torch.Tensor,
-                       edited: torch.Tensor, inside_weight: float = 0.5) -> torch.Tensor:
-    """After a mask edit: outside the edited region (edited [B, 1, H, W] = 1 inside, margin
-    included) the output must stay the photo; inside it follows the base generator's rendering of
-    the edited mask with the same codes (base_edit), which knows how to draw the new classes."""
-    return masked_l1(fake, photo, 1 - edited) + inside_weight * masked_l1(fake, base_edit, edited)
+def edit_locality_loss(fake: torch.Tensor, photo: torch.Tensor, inside_target: torch.Tensor,
+                       edited: torch.Tensor, pixel_weight: torch.Tensor, inside_weight: float = 0.5,
+                       ssim_weight: float = 0.5, mse_weight: float = 0.0) -> torch.Tensor:
+    """After a mask edit (edited [B, 1, H, W] = 1 inside the edited region, margin included):
+    outside it the output must stay the photo, by the photo's own reconstruction loss (so an edit
+    step also teaches the face); inside it follows inside_target (what the base generator draws
+    for the new classes)."""
+    outside = pixel_weight * (1 - edited)
+    outside = outside / outside.mean().clamp_min(1e-6)                  # mean 1, as the photo's
+    return (reconstruction_loss(fake, photo, ssim_weight, mse_weight, outside)
+            + inside_weight * masked_l1(fake, inside_target, edited))
 
 
 def anchor_loss(fake: torch.Tensor, base_output: torch.Tensor) -> torch.Tensor:
