@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from idface import metrics as M
@@ -44,6 +45,7 @@ from idface.tensors import onehot  # [S, S] -> [1, K, S, S]
 from idface.fitting import losses as L
 from idface.fitting.edits import augmented_masks, edited_region, random_blob_edit
 from idface.fitting.locality import localise_mask_embedder
+from idface.fitting.optim import Adam
 from idface.fitting.threads import thread_local_torch_threads
 from idface.labels import CLASS_INDEX, validate_label_map
 from idface.model import IdFaceModel
@@ -152,6 +154,8 @@ class FitResult:
     token_effect: float                 # base output's mean |change| (0..255) when the token is swapped
     reconstruction: np.ndarray = field(repr=False, default=None)  # [S, S, 3] uint8, synthetic
     prepare_seconds: float = 0.0        # detect, align, parse, embed (fit_face only; the app did it at upload)
+    embedder_locality: dict = field(default_factory=dict)  # fitting.locality's report (relative drifts)
+    stage_seconds: dict = field(default_factory=dict)      # setup, codes, targets, generator, check
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers (no images, no embeddings)."""
@@ -159,6 +163,7 @@ class FitResult:
                 "identity_metric", "identity_before", "identity_after", "identity_threshold", "code_steps",
                 "steps", "seconds", "prepare_seconds", "stopped", "anchors", "foreign_identities", "token_effect")
         out = {k: getattr(self, k) for k in keys}
+        out["stage_seconds"] = {k: round(v, 2) for k, v in self.stage_seconds.items()}
         for k, v in out.items():
             if isinstance(v, float):
                 out[k] = round(v, 4)
@@ -177,16 +182,22 @@ class _Other:
     """A bundled face: anchor for the locality regulariser and a foreign identity."""
 
     name: str
-    onehot: torch.Tensor          # [1, K, S, S]
-    context: torch.Tensor         # [1, T, D] with its own identity token
-    embedding: torch.Tensor       # [D] recognizer embedding of the aligned photo
-    base_output: torch.Tensor | None = None   # [1, 3, S, S] base generator, no gradient (on first use)
+    image: np.ndarray             # [S, S, 3] uint8 at the model's resolution
+    label: np.ndarray             # [S, S]
+    embedding: torch.Tensor | None  # [D] recognizer embedding of the aligned photo
+    anchor: tuple | None = None   # (one-hot [1, K, S, S], context [1, T, D], base output [1, 3, S, S]), on first use
 
-    def anchor_output(self, model: IdFaceModel) -> torch.Tensor:
-        if self.base_output is None:
+    def anchor_tensors(self, model: IdFaceModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Its mask, context (codes + own token) and the base generator's output (computed once:
+        only the anchor steps need them)."""
+        if self.anchor is None:
+            oh = onehot(self.label)
             with torch.no_grad():
-                self.base_output = model.generator(self.onehot, self.context)
-        return self.base_output
+                codes, _ = model.encode_style(to_model_tensor(self.image), oh)
+                token = model.identity_token(None if self.embedding is None else self.embedding[None], batch=1)
+                context = model.context(codes, token)
+                self.anchor = (oh, context, model.generator(oh, context))
+        return self.anchor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +224,35 @@ def to_model_tensor(image: np.ndarray) -> torch.Tensor:
 def psnr_db(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
     """PSNR of uint8 images, over `region` [S, S] bool when given (idface.metrics.psnr)."""
     return float(M.psnr(a, b, region=region))
+
+
+def frozen_stages(generator, frozen: tuple[str, ...]) -> int:
+    """How many leading stages (with the mask embedder before them) have no tuned parameter."""
+    def is_frozen(module: str) -> bool:
+        return all(f"generator.{module}.{n}".startswith(tuple(frozen))
+                   for n, _ in generator.get_submodule(module).named_parameters())
+
+    if not is_frozen("mask_embedder"):
+        return 0
+    count = 0
+    while count < len(generator.res_blocks) and is_frozen(f"res_blocks.{count}") and is_frozen(
+            f"transformer_blocks.{count}"):
+        count += 1
+    return count
+
+
+def run_stages(generator, x: torch.Tensor, context_kv: list, first: int, end: int | None = None) -> torch.Tensor:
+    """Generator stages first..end-1 on features x (the mask embedder's output for first = 0);
+    with end None, the remaining stages and the RGB head -> image [B, 3, S, S]. The same
+    computation as idface.model.generator.Generator.forward, split so that fitting can keep the
+    frozen stages' output."""
+    last = len(generator.res_blocks) if end is None else end
+    for i in range(first, last):
+        x = generator.res_blocks[i](x)
+        x, _ = generator.transformer_blocks[i](x, context_kv[i])
+    if end is not None:
+        return x
+    return torch.tanh(generator.to_rgb(F.silu(generator.norm_out(x))))
 
 
 def face_region(label: np.ndarray) -> np.ndarray:
@@ -267,13 +307,7 @@ def other_faces(model: IdFaceModel, recognizer) -> list[_Other]:
                 continue
             image, label = load_image(img_path, what=name), load_mask(mask_path)
             emb = embed(recognizer, image) if recognizer is not None else None
-            lm = resize_labels(label, size)
-            oh = onehot(lm)
-            with torch.no_grad():
-                codes, _ = model.encode_style(to_model_tensor(resize_image(image, size)), oh)
-                token = model.identity_token(None if emb is None else emb[None], batch=1)
-                context = model.context(codes, token)
-            out.append(_Other(name, oh, context, emb))
+            out.append(_Other(name, resize_image(image, size), resize_labels(label, size), emb))
         _OTHERS[model] = out
         return out
 
@@ -352,6 +386,8 @@ def fit_prepared(
         rng = np.random.default_rng(cfg.seed)
         base_model.eval()
         emb_t = None if embedding is None else torch.as_tensor(np.asarray(embedding, dtype=np.float32))
+        t_setup = time.perf_counter()
+        timings: dict[str, float] = {}                               # seconds per part of the fit
         before = generate(base_model, aligned, label_map, emb_t)
         real = resize_image(aligned, size)
         lm = resize_labels(label_map, size)
@@ -385,11 +421,11 @@ def fit_prepared(
         # local around this mask (an edit changes the embedding only near itself)
         margin = max(1, round(cfg.edit_margin * size))
         edits = []                                                   # (name, one-hot [1, K, S, S], inside [1, 1, S, S])
-        if "edit" in cfg.schedule:
+        if "edit" in cfg.schedule or cfg.localise_steps:
             for name, edited in augmented_masks(lm, rng, cfg.edit_pool):
                 inside = torch.from_numpy(edited_region(lm, edited, margin)).float()[None, None]
                 edits.append((name, onehot(edited), inside))
-        localised = None
+        localised = {}
         if cfg.localise_steps:
             blobs = [onehot(random_blob_edit(lm, rng)) for _ in range(cfg.localise_blobs)]
             changed = [e[1] for e in edits] + blobs
@@ -397,7 +433,10 @@ def fit_prepared(
                 localised = localise_mask_embedder(generator.mask_embedder, mask, torch.cat(changed),
                                                    cfg.localise_steps, cfg.localise_lr, cfg.localise_weight,
                                                    cfg.localise_band)
-        opt = torch.optim.Adam([offsets], lr=cfg.code_lr)
+        if "edit" not in cfg.schedule:
+            edits = []
+        timings["setup"] = time.perf_counter() - t_setup
+        opt = Adam([offsets], lr=cfg.code_lr)
 
         def pivot_codes() -> torch.Tensor:
             return torch.where(presence[..., None], torch.tanh(pre0 + offsets), codes0)
@@ -410,13 +449,15 @@ def fit_prepared(
                 break
             fake = generator(mask, base_model.context(pivot_codes(), token))
             loss = L.reconstruction_loss(fake, photo, cfg.ssim, cfg.mse, pixel_weight)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             code_steps += 1
             report("codes", i + 1, cfg.code_steps, 0.02 + 0.2 * (i + 1) / max(1, cfg.code_steps), loss.item())
 
+        timings["codes"] = time.perf_counter() - t_code
         # ---- 3. tune the generator around the pivot, one image per step ----
+        t_targets = time.perf_counter()
         with torch.no_grad():
             codes = pivot_codes().detach()
             context = base_model.context(codes, token)               # [1, T, D]
@@ -442,10 +483,26 @@ def fit_prepared(
         tuned = [p for n, p in generator.named_parameters() if not ("generator." + n).startswith(tuple(cfg.frozen))]
         for p in tuned:
             p.requires_grad_(True)
-        opt = torch.optim.Adam(tuned, lr=cfg.generator_lr, betas=(0.9, 0.99), fused=True)
+        opt = Adam(tuned, lr=cfg.generator_lr, betas=(0.9, 0.99))
+        # the frozen first stages give the same features for the same mask and context every step:
+        # run them once per (mask, context) and the tuned stages from there
+        start = frozen_stages(generator, cfg.frozen)
+        prefix_cache: dict = {}
+
+        def render(key, mask_1hot: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+            """The tuned generator's image [1, 3, S, S] for a mask and context."""
+            if start == 0:
+                return generator(mask_1hot, ctx)
+            if key not in prefix_cache:
+                with torch.no_grad():
+                    prefix_cache[key] = run_stages(generator, generator.mask_embedder(mask_1hot),
+                                                   generator.fold_context(ctx), 0, start)
+            return run_stages(generator, prefix_cache[key], generator.fold_context(ctx), start)
+
         available = {"photo": True, "edit": bool(edits), "anchor": bool(others), "foreign": bool(foreign)}
         kinds = [k for k in cfg.schedule if available.get(k)]
         t_gen = time.perf_counter()
+        timings["targets"] = t_gen - t_targets
         check_reserve = 0.6  # seconds kept for the final check
         for i in range(cfg.steps):
             if deadline is not None and i:
@@ -457,12 +514,11 @@ def fit_prepared(
             if deadline is not None and i:
                 frac = max(frac, (time.perf_counter() - t_gen) / max(1e-3, deadline - check_reserve - t_gen))
             warmup = min(1.0, (i + 1) / max(1, cfg.warmup_steps))
-            for group in opt.param_groups:
-                group["lr"] = cfg.generator_lr * warmup * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
-                                                           * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+            opt.lr = cfg.generator_lr * warmup * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
+                                                  * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
             kind = kinds[i % len(kinds)]
             if kind == "photo":
-                fake = generator(mask, context)                       # [1, 3, S, S]
+                fake = render("photo", mask, context)                 # [1, 3, S, S]
                 loss = L.reconstruction_loss(fake, photo, cfg.ssim, cfg.mse, pixel_weight)
                 photo_steps += 1
                 if (recognizer is not None and target_emb is not None and cfg.identity
@@ -470,29 +526,31 @@ def fit_prepared(
                     loss = loss + cfg.identity * L.identity_loss(recognizer, fake, target_emb)
             elif kind == "edit":
                 j = int(rng.integers(len(edits)))
-                fake = generator(edits[j][1], context)
+                fake = render(("edit", j), edits[j][1], context)
                 loss = L.edit_locality_loss(fake, photo, edit_targets[j:j + 1], edits[j][2], pixel_weight,
                                             cfg.edit_inside, cfg.ssim, cfg.mse)
             elif kind == "anchor":
-                other = others[int(rng.integers(len(others)))]
-                fake = generator(other.onehot, other.context)
-                loss = cfg.anchor * L.anchor_loss(fake, other.anchor_output(base_model))
+                other_mask, other_context, other_output = others[int(rng.integers(len(others)))].anchor_tensors(base_model)
+                fake = generator(other_mask, other_context)
+                loss = cfg.anchor * L.anchor_loss(fake, other_output)
             else:  # "foreign"
                 f = int(rng.integers(len(foreign)))
                 other = foreign[f]
                 with torch.no_grad():
                     foreign_token = base_model.identity_token(other.embedding[None], batch=1)
-                fake = generator(mask, base_model.context(codes, foreign_token))
+                fake = render(("foreign", f), mask, base_model.context(codes, foreign_token))
                 loss = cfg.injection_pixels * L.reconstruction_loss(fake, foreign_targets[f:f + 1], cfg.ssim, cfg.mse,
                                                                     pixel_weight)
                 if cfg.injection:
                     loss = loss + cfg.injection * L.injection_loss(recognizer, fake, other.embedding[None])
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             steps += 1
             report("generator", i + 1, cfg.steps, 0.22 + 0.73 * (i + 1) / max(1, cfg.steps), loss.item())
 
+        timings["generator"] = time.perf_counter() - t_gen
+        t_check = time.perf_counter()
         # ---- 4. the fitted checkpoint ----
         model = copy.deepcopy(base_model)
         model.generator.load_state_dict(generator.state_dict())
@@ -517,7 +575,8 @@ def fit_prepared(
             identity_threshold=threshold, code_steps=code_steps, steps=steps, seconds=seconds,
             stopped="done" if steps == cfg.steps and code_steps == cfg.code_steps else "time limit",
             anchors=len(others), foreign_identities=len(foreign), token_effect=token_effect,
-            reconstruction=after,
+            reconstruction=after, embedder_locality=localised,
+            stage_seconds={**timings, "check": time.perf_counter() - t_check},
         )
         model.config = fitted_config(model, base_label, result.summary())
         model._hub_mixin_config = model.config.to_dict()

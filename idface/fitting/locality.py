@@ -9,10 +9,11 @@ change outside the painted region 3-5 fold (e.g. remove lips 7.5 -> 1.5 of 255 f
 photo); the embedder is most of the generator's non-locality, the rest (stage-0 self-attention,
 GroupNorm statistics) matters mostly for large edits such as hair.
 
-What: a few hundred Adam steps on the embedder alone (two small matrices; milliseconds each, the
-masks are area-resized once) minimising
-    |E(photo mask) - E_base(photo mask)|^2                     (the photo's embedding is kept)
-  + weight * |(E(edited) - E(photo mask)) outside the edit|^2  (an edit changes only its own cells)
+What: some tens of Adam steps on the embedder's linear layer alone (one small matrix; a few
+milliseconds each, the masks are area-resized once) minimising, per class map,
+    |L(photo map) - L_base(photo map)|^2                       (the photo's embedding is kept)
+  + weight * |L(edited map - photo map) outside the edit|^2    (an edit changes only its own cells)
+  + band * |weights from pixels beyond a radius of the cell|^2 (local for any edit, not only these)
 over edited copies of the photo's mask: the fitting pool's edits and generic random local changes
 (edits.random_blob_edit). The rest of the generator then sees the photo's embedding unchanged and
 an edit only where it is.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from idface.fitting.optim import Adam
 from idface.model.generator import MaskEmbedder
 
 
@@ -46,12 +48,14 @@ def far_weights(embedder: MaskEmbedder, radius: float) -> torch.Tensor:
 
 
 def localise_mask_embedder(embedder: MaskEmbedder, photo_mask: torch.Tensor, edited_masks: torch.Tensor,
-                           steps: int = 150, lr: float = 3e-3, weight: float = 10.0, band: float = 1.0,
-                           radius: float = 2.0, grow: int = 1, batch: int = 12, seed: int = 0) -> dict[str, float]:
-    """Tune `embedder` in place (see the module docstring). photo_mask [1, K, S, S] and
-    edited_masks [E, K, S, S] one-hot; band: weight of a penalty on the linear layer's weights
-    from input pixels farther than `radius` base cells from the output cell (locality for edits
-    of any kind); each step takes `batch` of the edits at random. Returns the relative outside change before and after, and the photo's drift."""
+                           steps: int = 60, lr: float = 1e-2, weight: float = 10.0, band: float = 1.0,
+                           radius: float = 2.0, grow: int = 1) -> dict[str, float]:
+    """Tune the embedder's shared linear layer in place (see the module docstring; its 1x1 class
+    mixing is left alone: it acts per cell). photo_mask [1, K, S, S] and edited_masks [E, K, S, S]
+    one-hot; band: weight of a penalty on the linear layer's weights from input pixels farther
+    than `radius` base cells from the output cell (locality for edits of any kind). Returns the
+    relative outside change before and after, the photo's embedding drift and the far weights."""
+    linear = embedder.linear                                               # s*s -> r*r, shared by classes
     with torch.no_grad():
         size, r = embedder.size, embedder.base
         # the embedder's own first step, done once: classes 1..K-1, area-resized
@@ -59,45 +63,33 @@ def localise_mask_embedder(embedder: MaskEmbedder, photo_mask: torch.Tensor, edi
         delta = maps[1:] - maps[:1]                                         # [E, K-1, s*s]
         pairs = (delta.abs().sum(-1) > 0).nonzero()                        # [P, 2]: (edit, class) that changed
         rows = delta[pairs[:, 0], pairs[:, 1]]                             # [P, s*s]
-        outside = (1 - edit_cells((edited_masks != photo_mask).any(1, keepdim=True), r, grow)).flatten(2)  # [E, 1, r*r]
+        outside = (1 - edit_cells((edited_masks != photo_mask).any(1, keepdim=True), r, grow)).flatten(1)  # [E, r*r]
+        outside = outside[pairs[:, 0]]                                     # [P, r*r]
         far = far_weights(embedder, radius)                                # [r*r, s*s]
         far = far / far.mean().clamp_min(1e-8)
+        count = max(1, delta.shape[0] * delta.shape[1])                    # (edit, class) rows, changed or not
 
-    def photo_embedding() -> torch.Tensor:                                 # [1, C0, r*r]
-        e = embedder.linear(maps[:1])                                      # [1, K-1, r*r]
-        return torch.einsum("ck,bkr->bcr", embedder.conv.weight[:, :, 0, 0], e) + embedder.conv.bias[None, :, None]
-
-    def edit_changes(chosen: torch.Tensor) -> torch.Tensor:               # [E', C0, r*r], E(edited) - E(photo)
-        use = torch.isin(pairs[:, 0], chosen)
-        where = torch.searchsorted(chosen, pairs[use, 0])                  # edit -> its row among the chosen
-        lin = rows[use] @ embedder.linear.weight.t()                       # [P', r*r] (the bias cancels)
-        dense = torch.zeros(len(chosen), delta.shape[1], lin.shape[1]).index_put((where, pairs[use, 1]), lin)
-        return torch.matmul(embedder.conv.weight[:, :, 0, 0], dense)       # [C0, K-1] @ [E', K-1, r*r]
-
-    generator = torch.Generator().manual_seed(seed)
-    every = torch.arange(delta.shape[0])
-
-    def terms(chosen: torch.Tensor = every) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        drift = (edit_changes(chosen) * outside[chosen]).square().mean()
-        keep = (photo_embedding() - target).square().mean()
-        spread = (embedder.linear.weight.square() * far).mean()
+    def terms() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        change = rows @ linear.weight.t()                                  # [P, r*r]: E(edited) - E(photo), per class
+        drift = (change * outside).square().sum() / (count * r * r)
+        keep = (linear(maps[:1]) - target).square().mean()                 # [1, K-1, r*r]
+        spread = (linear.weight.square() * far).mean()
         return drift, keep, spread
 
     with torch.no_grad():
-        target = photo_embedding()
+        target = linear(maps[:1])
         scale = target.square().mean().clamp_min(1e-8)
-        w_scale = embedder.linear.weight.square().mean().clamp_min(1e-12)
+        w_scale = linear.weight.square().mean().clamp_min(1e-12)
         before = float(terms()[0] / scale)
-    params = list(embedder.parameters())
+    params = list(linear.parameters())
     was = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = Adam(params, lr=lr)
     for _ in range(steps):
-        chosen = torch.randperm(len(every), generator=generator)[:batch].sort().values
-        drift, keep, spread = terms(chosen)
+        drift, keep, spread = terms()
         loss = (keep + weight * drift) / scale + band * spread / w_scale
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
     for p, w in zip(params, was):
@@ -105,4 +97,4 @@ def localise_mask_embedder(embedder: MaskEmbedder, photo_mask: torch.Tensor, edi
     with torch.no_grad():
         drift, keep, spread = terms()
     return {"outside_before": before, "outside_after": float(drift / scale), "photo_drift": float(keep / scale),
-            "spread": float(spread / w_scale)}
+            "far_weights": float(spread / w_scale)}
