@@ -77,14 +77,14 @@ class FitConfig:
     warmup_steps: int = 4
     ssim: float = 0.5                   # reconstruction = L1 + ssim * (1 - SSIM) + mse * MSE
     mse: float = 1.0
-    face_weight: float = 8.0            # pixels of the face region count 1 + face_weight times
+    face_weight: float = 12.0           # pixels of the face region count 1 + face_weight times
     identity: float = 0.2               # 1 - cos to the photo's embedding, own token ...
     identity_every: int = 4             # ... on every n-th photo step (the recognizer costs a third of a step)
     # with another person's token ("foreign" steps) the output should change from the photo as the
     # base generator's output changes when that token replaces the photo's (the token keeps the
     # effect it had: injection still works after fitting), by the reconstruction loss ...
     injection_pixels: float = 1.0
-    injection: float = 0.0              # ... and optionally 1 - cos to that person's embedding
+    injection: float = 0.1              # ... and 1 - cos to that person's embedding (the recognizer)
     min_token_effect: float = 0.5       # injection steps only if swapping the token changes the base
                                         # output by this much (mean |change|, 0..255)
     edit_inside: float = 0.5            # edited masks: outside = photo, inside follows the target
