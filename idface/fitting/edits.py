@@ -149,17 +149,30 @@ def random_blob_edit(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augmented_masks(label: np.ndarray, rng: np.random.Generator, count: int = 10) -> list[tuple[str, np.ndarray]]:
-    """`count` random edited copies of `label` for fitting (random_edit); copies that change
-    nothing or repeat another are dropped (fewer when the mask allows few edits)."""
+    """`count` edited copies of `label` for fitting: first each kind a visitor paints most that
+    changes this mask (the hairline out and in by a random amount, lips, brows, one brow, the mouth
+    closed), then random_edit's random ones and combinations; copies that change nothing or repeat
+    another are dropped (fewer when the mask allows few edits)."""
+    step = hair_step(label)
+    kinds = [("grow hair", lambda lm: grow_hair(lm, int(rng.integers(max(1, step // 4), 2 * step + 1)))),
+             ("shrink hair", lambda lm: shrink_hair(lm, int(rng.integers(1, step + 1)))),
+             ("remove lips", remove_lips), ("remove brows", remove_brows),
+             ("remove one brow", lambda lm: remove_classes(lm, (BROWS[int(rng.integers(2))],))),
+             ("close mouth", close_mouth)]
     out, seen = [], set()
+
+    def add(name: str, edited: np.ndarray) -> None:
+        key = edited.tobytes()
+        if len(out) < count and (edited != label).any() and key not in seen:
+            seen.add(key)
+            out.append((name, edited))
+
+    for name, edit in kinds:
+        add(name, edit(label))
     for _ in range(6 * count):
         if len(out) >= count:
             break
-        name, edited = random_edit(label, rng)
-        key = edited.tobytes()
-        if (edited != label).any() and key not in seen:
-            seen.add(key)
-            out.append((name, edited))
+        add(*random_edit(label, rng))
     return out
 
 

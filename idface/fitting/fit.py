@@ -96,9 +96,9 @@ class FitConfig:
     schedule: tuple[str, ...] = ("photo", "photo", "foreign")
     anchor: float = 1.0                 # other faces: stay the base generator's output
     edit_margin: float = 1 / 32         # of the side: around an edit, pixels that may blend (4 at 128)
-    localise_steps: int = 60            # mask-embedder locality steps (fitting.locality; milliseconds each)
+    localise_steps: int = 120           # mask-embedder locality steps (fitting.locality; milliseconds each)
     localise_lr: float = 1e-2
-    localise_weight: float = 10.0       # edits change the embedding only near themselves ...
+    localise_weight: float = 30.0       # edits change the embedding only near themselves ...
     localise_band: float = 1.0          # ... and its weights from far-off pixels shrink (any edit)
     localise_blobs: int = 24            # generic random local changes (edits.random_blob_edit) besides the pool
     # parameters not tuned (prefixes): the localised mask embedder and the 16 px stage (its
