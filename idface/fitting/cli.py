@@ -22,9 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder to write the fitted checkpoint to")
     parser.add_argument("--checkpoint", default=None,
                         help="base checkpoint folder or Hub repo id (default: found automatically)")
-    parser.add_argument("--steps", type=int, default=None, help="generator tuning steps (default 70)")
+    # the defaults live in idface.fitting.FitConfig (not imported here: it would load torch for --help)
+    parser.add_argument("--steps", type=int, default=None, help="generator tuning steps at most (default: FitConfig.steps)")
     parser.add_argument("--max-seconds", type=float, default=None,
-                        help="wall-clock limit for the fit once the face is prepared (default 18; 0 = no limit)")
+                        help="wall-clock limit for the fit once the face is prepared (default: FitConfig.max_seconds; "
+                             "0 = no limit)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

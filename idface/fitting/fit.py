@@ -7,16 +7,20 @@ saw, and keep mask editing and the identity token working on it.
 
 1. Prepare the photo as the app does (detect, align to the generator frame, parse, embed with the
    checkpoint's recognizer).
-2. Pivot: optimise the photo's style codes (pre-tanh offsets per class) with the generator frozen.
-3. Tune a copy of the generator (mask embedder included) around the pivot, two images per step:
-   the photo itself (L1 + SSIM + recognizer identity loss), and in turn
-   - an edited mask (grow / shrink hair, remove lips or brows, close the mouth): outside the edit
-     the output must stay the photo, inside it follows the base generator (edits stay local);
-   - another face's mask and codes: the tuned output stays the base output (anchor);
-   - another person's identity token: the recognizer must read that person while the pixels stay
-     the photo (the identity token stays alive: injection still works after fitting).
-4. Fold the code offsets into the style encoder's per-class biases, so the fitted checkpoint gives
-   the pivot codes for this photo through the ordinary pipeline (app, CLI, eval), exactly.
+2. Make the copy's mask embedder local around the photo's mask (fitting.locality): an edit then
+   changes the embedding only near itself (the embedder is most of the generator's
+   non-locality), while the photo's embedding stays.
+3. Tune the copy (the embedder and the 16 px stage frozen) around the encoder's style codes, one
+   image per step, in turn (FitConfig.schedule):
+   - the photo (L1 + SSIM + MSE, face region weighted up; now and then the recognizer identity
+     loss, so the fitted face stays the same person);
+   - the photo's mask with another person's identity token: the output changes from the photo as
+     the base generator's output changes with that token (the identity token stays alive:
+     injection still works after fitting);
+   - optionally an edited mask (outside the edit the photo, inside the base's drawing) or another
+     bundled face (anchor: stays the base output).
+4. Optional style-code steps (code_steps) are folded into the style encoder's per-class biases,
+   so the fitted checkpoint gives the same codes through the ordinary pipeline (app, CLI, eval).
 
 Only the fitted weights leave this module; the photo, its codes and embeddings are not stored.
 """
@@ -96,7 +100,7 @@ class FitConfig:
     schedule: tuple[str, ...] = ("photo", "photo", "foreign")
     anchor: float = 1.0                 # other faces: stay the base generator's output
     edit_margin: float = 1 / 32         # of the side: around an edit, pixels that may blend (4 at 128)
-    localise_steps: int = 120           # mask-embedder locality steps (fitting.locality; milliseconds each)
+    localise_steps: int = 80            # mask-embedder locality steps (fitting.locality; milliseconds each)
     localise_lr: float = 1e-2
     localise_weight: float = 30.0       # edits change the embedding only near themselves ...
     localise_band: float = 1.0          # ... and its weights from far-off pixels shrink (any edit)
