@@ -76,8 +76,10 @@ EDITS: dict[str, list[tuple]] = {
         ("stroke", "skin", [(280, 440), (330, 410), (380, 375), (415, 345)], 5),
         ("marker", "neck", [(330, 475), (380, 440), (420, 400), (438, 385), (432, 425), (400, 460), (360, 495)]),
     ],
-    # the hair is a thin band; the starting map had hair over the forehead's sides
+    # the hair is a thin band; the starting map had hair over the forehead's sides; the ear on the
+    # image's right (lit edge, x 368-397) was missing
     "obama3": [
+        ("marker", "l_ear", [(374, 310), (393, 308), (393, 332), (386, 378), (377, 400), (371, 396), (372, 350)]),
         ("unsure", "skin+hair", [(60, 40), (400, 40), (400, 300), (60, 300)]),
         ("marker", "skin", [(110, 210), (150, 130), (200, 108), (260, 104), (320, 120), (345, 160), (350, 210)]),
         ("stroke", "hair", [(80, 210), (95, 150), (140, 95), (200, 72), (260, 66), (320, 85), (355, 120),
