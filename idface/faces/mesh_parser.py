@@ -33,6 +33,7 @@ import numpy as np
 from idface.errors import NoFaceError
 from idface.faces.align import get_template
 from idface.labels import CLASS_INDEX
+from idface.tfjs.threads import single_threaded
 
 C = CLASS_INDEX
 MESH_PARSER_CANNOT_PRODUCE = ("eye_g", "hat", "ear_r", "neck_l")
@@ -114,9 +115,16 @@ def _gaussian(samples: np.ndarray):
 
 
 def _mahalanobis(x: np.ndarray, model) -> np.ndarray:
+    """[..., D] -> [...] Mahalanobis distance to the model. Written out per channel pair in
+    float32 (no BLAS call: its threads stall on a loaded machine)."""
     mean, inv = model
-    d = x - mean
-    return np.sqrt(np.einsum("...i,ij,...j->...", d, inv, d))
+    ch = [(x[..., i] - np.float32(mean[i])).astype(np.float32) for i in range(len(mean))]
+    q = np.zeros(x.shape[:-1], np.float32)
+    for i in range(len(ch)):
+        q += np.float32(inv[i, i]) * ch[i] * ch[i]
+        for j in range(i + 1, len(ch)):
+            q += np.float32(2 * inv[i, j]) * ch[i] * ch[j]
+    return np.sqrt(np.maximum(q, 0))
 
 
 class MeshParser:
@@ -152,7 +160,7 @@ class MeshParser:
         crop = cv2.warpAffine(frame, m, (MESH_INPUT, MESH_INPUT), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
         x = torch.from_numpy(crop).float().div(255)[None]  # [1, 192, 192, 3] RGB in [0, 1]
-        with torch.inference_mode():
+        with torch.inference_mode(), single_threaded():
             out = self.mesh(x)
         pts = out["Identity_2"].reshape(468, 3)[:, :2].numpy().astype(np.float64)  # crop pixels
         score = float(out["Identity_1"].reshape(-1)[0])
@@ -163,7 +171,7 @@ class MeshParser:
         meet (the frame squeezed to 144x256, softmax channel 1 = person)."""
         torch = self.torch
         rgb = lambda w, h: torch.from_numpy(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)).float().div(255)[None]  # noqa: E731
-        with torch.inference_mode():
+        with torch.inference_mode(), single_threaded():
             selfie = self.seg(rgb(SEG_INPUT, SEG_INPUT))["activation_10"][0, :, :, 0].numpy()  # [256, 256] in [0, 1]
             meet = self.meet(rgb(*MEET_INPUT))["segment"][0].softmax(-1)[..., 1].numpy()  # [144, 256]
         size = frame.shape[:2][::-1]
@@ -198,7 +206,7 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, val
     valid = np.ones(shape, bool) if valid is None else valid.astype(bool)
     face = _poly(shape, p[FACE_OVAL])
     eye_dist = float(np.linalg.norm(p[LEFT_EYE].mean(0) - p[RIGHT_EYE].mean(0)))
-    lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float64)
+    lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
     r = lambda f: max(1, int(round(f * eye_dist)))  # noqa: E731  eye distances -> pixels
 
     # skin colour model from the cheeks (they hold no features)
