@@ -14,8 +14,8 @@ Detectors (a small facexlib-style registry, `init_detection_model(name)`):
 face, BlazeFace is tried (when the npm package is present): HOG first keeps every frame HOG can
 give identical to the bundled training data's, BlazeFace adds the turned and tilted faces HOG
 misses. Detection.detector and DetectedFace.detector say which detector found the face.
-(BlazeFace's graph runs on one torch thread, idface.tfjs.threads; run with torch's two-thread
-pool from the app's worker threads it had left test processes aborting at exit.)
+(An earlier version of this fallback had left test processes aborting at exit; it did not recur
+with the app's tests, fast and slow, see README.)
 
 Photos are decoded by idface.images.load_image (EXIF rotation, modes, pixel budget). Large photos
 are area-downscaled to at most DETECT_MAX_SIDE before detection; boxes and landmarks are mapped
