@@ -164,7 +164,8 @@ def injection_metrics(model, dataset: FaceMaskDataset, device, recognizers: dict
 
 def load_parser():
     """idface.faces.parse.parse_frame with its "auto" choice (a facexlib network where its
-    weights are local, else the offline landmark parser), or UnavailableError with the reason."""
+    weights are local, else the mesh parser when the npm face graphs are present, else the
+    landmark parser), or UnavailableError with the reason."""
     try:
         from idface.faces.parse import init_parsing_model, parse_frame
         model = init_parsing_model("auto")

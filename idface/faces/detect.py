@@ -10,9 +10,12 @@ Detectors (a small facexlib-style registry, `init_detection_model(name)`):
 - "blazeface": MediaPipe BlazeFace from the npm package (idface.faces.blazeface) for the box, dlib's
   5-point model inside it (so the dlib chip is unchanged); pose-tolerant where HOG sees only
   frontal faces.
-"auto" picks the first RetinaFace whose weights are present, else dlib_hog (BlazeFace only when
-asked: run from the app's worker threads it left the process aborting at exit, not yet understood).
-Detection.detector and DetectedFace.detector say which detector found the face.
+"auto" picks the first RetinaFace whose weights are present, else dlib_hog; when dlib_hog finds no
+face, BlazeFace is tried (when the npm package is present): HOG first keeps every frame HOG can
+give identical to the bundled training data's, BlazeFace adds the turned and tilted faces HOG
+misses. Detection.detector and DetectedFace.detector say which detector found the face.
+(An earlier version of this fallback had left test processes aborting at exit; it did not recur
+with the app's tests, fast and slow, see README.)
 
 Photos are decoded by idface.images.load_image (EXIF rotation, modes, pixel budget). Large photos
 are area-downscaled to at most DETECT_MAX_SIDE before detection; boxes and landmarks are mapped
@@ -279,6 +282,12 @@ def _to_photo(face: DetectedFace, sx: float, sy: float) -> DetectedFace:
     return DetectedFace(box, face.score, back(face.landmarks), dlib5, face.detector)
 
 
+def _blazeface_available() -> bool:
+    from idface.weights.human_models import human_models_status
+
+    return human_models_status() == "available"
+
+
 def detect_faces(rgb: np.ndarray, detector: str = "auto", min_face_size: float = MIN_FACE_SIZE) -> Detection:
     """Find faces in an RGB uint8 photo [H, W, 3] -> Detection (best-scoring usable face chosen).
 
@@ -292,6 +301,9 @@ def detect_faces(rgb: np.ndarray, detector: str = "auto", min_face_size: float =
     small, scale = downscale_for_detection(rgb)
     sy, sx = small.shape[0] / h, small.shape[1] / w
     found = [_to_photo(f, sx, sy) for f in model.detect(small)]
+    if not found and detector == "auto" and model.name == "dlib_hog" and _blazeface_available():
+        model = init_detection_model("blazeface")  # HOG sees frontal faces only; BlazeFace is pose-tolerant
+        found = [_to_photo(f, sx, sy) for f in model.detect(small)]
     if scale < 1 and hasattr(model, "refine"):
         found = [model.refine(rgb, f) for f in found]
     if not found:

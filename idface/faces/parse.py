@@ -7,7 +7,12 @@ Parsers (facexlib-style registry, `init_parsing_model(name)`):
   both used only when their weights file is in a local weights folder (see idface.weights.local_weight_dirs);
 - "mesh": MediaPipe FaceMesh + selfie segmentation from the npm package (idface.faces.mesh_parser);
 - "landmarks": the offline fallback, classical image processing around dlib's 68 landmarks.
-"auto" picks the first network whose weights are present, else "landmarks".
+"auto" picks the first facexlib network whose weights are present (trained on CelebAMask-HQ), else
+"mesh" when the npm package's graphs are present (its models are Apache-2.0; measured against
+the hand-corrected maps of assets/reference it is the better of the two on background, neck and
+clothes and level on hair, see scripts/bench_parser.py and README), else "landmarks". Under
+"auto", a frame where FaceMesh sees no face is parsed by "landmarks" instead (ParseResult.notes
+says so). Each parser's `missing_classes` lists the classes it cannot produce.
 
 Every parser works in the generator frame at 512x512 (CelebAMask-HQ's own framing and size), so
 `parse_aligned` output lines up with `prepare_face(...).image`; `parse_photo` can also warp the
@@ -436,11 +441,19 @@ class LandmarkParser:
 
 @lru_cache(maxsize=None)
 def init_parsing_model(name: str = "auto", device: str = "cpu"):
-    """Parser by name (PARSER_NAMES) or "auto" (first network with local weights, else landmarks)."""
+    """Parser by name (PARSER_NAMES) or "auto" (a facexlib network with local weights, else mesh
+    when the npm graphs are present, else landmarks)."""
     if name == "auto":
         for candidate in ("bisenet", "parsenet"):
             if facexlib_weight_path(FACEXLIB_PARSING_FILES[candidate]) is not None:
                 return init_parsing_model(candidate, device)
+        from idface.weights.human_models import human_models_status
+
+        if human_models_status() == "available":
+            try:
+                return init_parsing_model("mesh", device)
+            except UnavailableError:
+                pass
         return init_parsing_model("landmarks", device)
     if name in FACEXLIB_PARSING_FILES:
         return NetworkParser(name, device)
@@ -472,7 +485,14 @@ def parse_frame(frame: np.ndarray, size: int | None = None, parser: str = "auto"
     if valid is not None and valid.shape != work.shape[:2]:
         valid = cv2.resize(valid.astype(np.uint8), work.shape[:2][::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
     if not isinstance(model, NetworkParser):  # landmarks, mesh: they use the padding mask themselves
-        lm, notes = model.parse_frame(work, valid)
+        try:
+            lm, notes = model.parse_frame(work, valid)
+        except NoFaceError as err:
+            if parser != "auto" or model.name != "mesh":
+                raise
+            model = init_parsing_model("landmarks")  # FaceMesh saw no face in the frame: dlib's 68 points may
+            lm, notes = model.parse_frame(work, valid)
+            notes = [f"mesh parser refused ({err}); used the landmark parser"] + notes
     else:
         lm, notes = model.parse_frame(work)
         if valid is not None:

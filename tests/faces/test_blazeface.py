@@ -50,3 +50,16 @@ def test_blazeface_finds_a_rolled_face_that_hog_misses(obama):
     det = detect_faces(rolled, "blazeface")
     assert det.detector == "blazeface"
     assert eye_error(det.chosen.landmarks, hog @ rot[:, :2].T + rot[:, 2]) < 0.05
+
+
+def test_auto_tries_blazeface_when_hog_finds_nothing(obama):
+    """auto: dlib HOG first (the frame of every face it finds is unchanged), BlazeFace when HOG
+    finds nothing; the detection says which one found the face."""
+    rgb, hog = obama
+    assert detect_faces(rgb, "auto").detector == "dlib_hog"
+    h, w = rgb.shape[:2]
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), 60, 1.0)
+    rolled = cv2.warpAffine(rgb, rot, (w, h), borderMode=cv2.BORDER_REFLECT)
+    det = detect_faces(rolled, "auto")
+    assert det.detector == "blazeface" and det.chosen.detector == "blazeface"
+    assert eye_error(det.chosen.landmarks, hog @ rot[:, :2].T + rot[:, 2]) < 0.05

@@ -14,8 +14,16 @@ def test_parse_writes_index_and_preview(faces_dir, tmp_path, capsys):
     assert main(["parse", str(faces_dir / "biden.jpg"), "--out", str(out), "--face-out", str(face_out)]) == 0
     text = capsys.readouterr().out
     assert "(detector: dlib_hog)" in text  # which detector found the face
-    assert "parser: landmarks" in text and "cannot produce: Eyeglasses, Hat, Earring, Necklace" in text
-    assert "non-commercial" in text
+    assert "cannot produce: Eyeglasses, Hat, Earring, Necklace" in text  # what the parser cannot produce
+    from idface.weights.human_models import human_models_status
+
+    if human_models_status() == "available":  # auto: the npm face graphs' parser
+        assert "parser: mesh" in text and "Apache-2.0" in text
+    else:
+        assert "parser: landmarks" in text and "non-commercial" in text
+    assert main(["parse", str(faces_dir / "biden.jpg"), "--out", str(out), "--parser", "landmarks"]) == 0
+    text = capsys.readouterr().out
+    assert "parser: landmarks" in text and "non-commercial" in text
     lm = load_mask(out)
     assert lm.shape == (256, 256) and (lm == CLASS_INDEX["skin"]).sum() > 5000
     assert Image.open(out).mode == "P"

@@ -1,5 +1,6 @@
 """Parsing into the 19 CelebAMask-HQ classes: the landmark parser on real photos, the facexlib
-BiSeNet label remap, the registry's choice and its honest reports."""
+BiSeNet label remap, the registry's choice ("auto": network, else mesh, else landmarks) and its
+honest reports, and the side convention of every offline parser under a horizontal flip."""
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ BISENET_ORDER = ["background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "ey
 
 @pytest.fixture(scope="module")
 def parsed(faces_dir):
-    return {name: prepare_face(faces_dir / name) for name in PHOTOS}
+    return {name: prepare_face(faces_dir / name, parser="landmarks") for name in PHOTOS}
 
 
 def centroid(lm, name):
@@ -59,9 +60,9 @@ def test_parse_at_512_and_in_photo_pixels(faces_dir):
     from idface.faces.parse import parse_photo
     from idface.images import load_image
 
-    result, aligned = parse_photo(faces_dir / "grace_hopper.jpg", size=512)
+    result, aligned = parse_photo(faces_dir / "grace_hopper.jpg", size=512, parser="landmarks")
     assert result.label_map.shape == (512, 512) and aligned.image.shape == (512, 512, 3)
-    back, _ = parse_photo(faces_dir / "grace_hopper.jpg", photo_frame=True)
+    back, _ = parse_photo(faces_dir / "grace_hopper.jpg", photo_frame=True, parser="landmarks")
     photo = load_image(faces_dir / "grace_hopper.jpg")
     assert back.label_map.shape == photo.shape[:2]
     # the face's skin lands on the face box of the photo
@@ -117,3 +118,69 @@ def test_registry_errors(monkeypatch, tmp_path):
     with pytest.raises(InputError, match="square RGB uint8"):
         parse_frame(np.zeros((100, 200, 3), np.uint8))
     init_parsing_model.cache_clear()
+
+
+def test_auto_prefers_mesh_when_the_npm_graphs_are_present_else_landmarks(monkeypatch, tmp_path, faces_dir):
+    from idface.weights.human_models import human_models_status
+
+    monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path))  # no facexlib network
+    init_parsing_model.cache_clear()
+    try:
+        if human_models_status() == "available":
+            face = prepare_face(faces_dir / "obama.jpg")
+            assert face.parse_method == "mesh" and set(face.missing_classes) == {"eye_g", "hat", "ear_r", "neck_l"}
+        monkeypatch.setenv("IDFACE_HUMAN_MODELS_DIR", str(tmp_path / "none"))
+        init_parsing_model.cache_clear()
+        assert init_parsing_model("auto").name == "landmarks"
+    finally:
+        init_parsing_model.cache_clear()
+
+
+def test_auto_falls_back_to_landmarks_where_facemesh_sees_no_face(monkeypatch, tmp_path):
+    """A frame FaceMesh refuses (score < 0.5) is parsed by the landmark parser under "auto", and
+    the notes say so; asked for by name, the mesh parser refuses with a one-line NoFaceError."""
+    from idface.errors import NoFaceError
+    from idface.weights.human_models import human_models_status
+
+    if human_models_status() != "available":
+        pytest.skip(human_models_status())
+    monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path))
+    init_parsing_model.cache_clear()
+    try:
+        flat = np.full((512, 512, 3), 128, np.uint8)
+        with pytest.raises(NoFaceError, match="no face"):
+            parse_frame(flat, parser="mesh")
+        result = parse_frame(flat, parser="auto")
+        assert result.method == "landmarks" and result.notes[0].startswith("mesh parser refused")
+    finally:
+        init_parsing_model.cache_clear()
+
+
+SIDED = ["l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear"]
+
+
+@pytest.mark.parametrize("parser", ["landmarks", "mesh"])
+@pytest.mark.parametrize("name", ["astronaut.png", "obama2.jpg", "biden.jpg"])
+def test_no_sided_label_leaks_across_a_flip(faces_dir, parser, name):
+    """Official convention: l_* is the subject's own left = the image's RIGHT. A mirrored photo
+    shows a person whose own left is again on the image's right, so its map must be the mirrored
+    map with every l_/r_ pair swapped (labels.FLIP_PERMUTATION). Checked on the 512 frame of the
+    photo and of its mirror (the generator template is symmetric, so mirroring the frame is
+    mirroring the photo): every sided class on its own side in both, and the two maps agree."""
+    from idface.labels import FLIP_PERMUTATION
+    from idface.weights.human_models import human_models_status
+
+    if parser == "mesh" and human_models_status() != "available":
+        pytest.skip(human_models_status())
+    frame = prepare_face(faces_dir / name, 512, parse=False).image
+    tpl = get_template("generator", 512).points
+    assert abs((tpl[0, 0] + tpl[1, 0]) / 2 - 256) < 1  # the frame is symmetric about its centre
+    lm = parse_frame(frame, parser=parser).label_map
+    mirrored = parse_frame(np.ascontiguousarray(frame[:, ::-1]), parser=parser).label_map
+    for m in (lm, mirrored):
+        for cls in SIDED:
+            xs = np.nonzero(m == CLASS_INDEX[cls])[1]
+            wrong = (xs < 256) if cls.startswith("l_") else (xs >= 256)
+            assert wrong.sum() <= 0.02 * max(len(xs), 1), f"{parser} {name} {cls}: {wrong.sum()} of {len(xs)} px on the wrong side"
+    expected = FLIP_PERMUTATION[lm][:, ::-1]
+    assert (mirrored == expected).mean() > 0.9  # (not 1.0: a half-hidden ear may be found on one side only)
