@@ -1,28 +1,48 @@
-"""Photo mode: a perturbation of the photo itself, no generator needed.
+"""Photo mode: a perturbation of the photo itself, no generator needed, invisible first.
 
 Only pixels inside the chosen region mask change; every other pixel of the output is the input's
-pixel, bit for bit. The perturbation lives in a window around the face (snapped to the 16-pixel
-JPEG grid) and is optimised with Adam against the attacked recognizers through the same path a
-recognizer takes on a shared photo:
+pixel, bit for bit. The perturbation is made the way people see (PhotoAttack's docstring has the
+details):
+- in CIEDE2000 units: at each pixel its three components are the lightness, chroma and hue
+  differences CIEDE2000 weighs (a local linearisation, idface.metrics.ciede2000_basis), so a limit
+  on their length is a limit on the colour difference people notice (1 is about a just-noticeable
+  step), lightness and saturation masking included;
+- low frequency: optimised on a working copy of the window around the face, scaled so that the
+  face is at most `work_face` px wide (what a recognizer's 112-150 px chip can use anyway),
+  blurred after every step and upsampled (bilinear) to the photo;
+- texture-aware: the per-pixel limit follows the photo's local contrast (more in hair, brows,
+  wrinkles; little on smooth skin);
+- feathered: the change fades in over `feather` x the face size from the mask's border, so it
+  never stops at a visible edge.
 
-    window + delta * mask                                       [1, 3, h, w] in [0, 1]
-      -> resize by s in [0.5, 1] (antialiased)                  what sharing services do
+It is optimised with Adam against the attacked recognizers through the path a recognizer takes on
+a shared photo:
+
+    working copy + basis^-1 u x feathered mask                  [1, 3, h, w] in [0, 1]
+      -> resize by s in [0.5, 1] of the photo (antialiased)     what sharing services do
       -> JPEG at quality 60..95 (real libjpeg forward,          idface.conceal.transforms
          differentiable approximation backward)
       -> the recognizer's alignment (the similarity transform   grid_sample, kept from detection,
          from the detected landmarks to its template),          jittered by a few pixels / degrees
       -> embedding                                              recognizer.embed_aligned
 
-(expectation over transformations, `samples` draws per step). After each projection the perturbation
-fits the budget: the whole photo's PSNR stays at or above `min_psnr` dB (an L2 ball), every pixel
-moves at most `max_change` (of 255), pixels stay in range, and SSIM is held above `min_ssim` by a
-hinge penalty and checked on the final uint8 image (scaled down if ever needed).
+(expectation over transformations, `samples` draws per step). The budget is enforced by
+construction, a projection after every step: each pixel's CIEDE2000 at most 0.9 x `max_ciede2000_p99`
+(and its texture limit), the mean over the face at most 0.9 x `max_ciede2000_mean` (soft threshold),
+the whole photo's PSNR at least `min_psnr` (one scale); and checked on every uint8 candidate with
+the real CIEDE2000, PSNR and SSIM (shrunk until it fits, never returned over budget).
 
-Every `check_every` steps the current uint8 result is verified the way a user would verify it:
-detect, align and embed the whole photo (recognizer.embed_photo), raw and after the reporting
-re-compression (JPEG 75 after a half-size resize). The run stops as soon as every attacked
-recognizer gives the wanted verdict with the margin on both; otherwise the best verified state
-is kept.
+Invisible first: that budget holds for the first `escalate_after` steps; while the goal is not
+reached its limits then grow, up to `escalate_to` times (the PSNR floor falls by as many dB), and
+the run stops at the first verified success, so the change is only as large as the photo needs.
+`escalate_to=1` makes the budget hard. The report says whether the starting budget held and which
+level the result needed.
+
+Every `check_every` steps (once the loss says done) the current uint8 result is verified the way a
+user would verify it: detect, align and embed the whole photo (recognizer.embed_photo), raw and
+after the reporting re-compression (JPEG 75 after a half-size resize). The run stops as soon as
+every attacked recognizer gives the wanted verdict with the margin on both; otherwise the best
+verified state is kept.
 """
 
 from __future__ import annotations
@@ -293,14 +313,15 @@ class PhotoAttack:
         self.pixels_per_work = 1.0 / (self.fy * self.fx)
         self.measured_pixels = max(1, int(self.measure_mask.sum()))
         # per-pixel limit of |u| [h, w] in CIEDE2000 units
-        # (at level 1; `level` scales it, see escalate_to)
-        hard = (s.max_ciede2000_p99 if s.max_ciede2000_p99 is not None else 3.0) * 0.9
-        if s.texture_aware:
-            typical = (s.max_ciede2000_mean if s.max_ciede2000_mean is not None else 1.0) * 1.5
+        # (at level 1; `level` scales it, see escalate_to); no CIEDE2000 limit given: PSNR alone bounds it
+        mean, p99 = s.max_ciede2000_mean, s.max_ciede2000_p99
+        hard = math.inf if p99 is None else 0.9 * p99
+        typical = 1.5 * mean if mean is not None else (p99 / 2 if p99 is not None else math.inf)
+        if s.texture_aware and math.isfinite(typical):
             allow = texture_allowance(self.base, (self.weight > 0).float())
             self.limit = (allow[0, 0] * typical).clamp(max=hard)
         else:
-            self.limit = torch.full(self.base.shape[-2:], hard)
+            self.limit = torch.full(self.base.shape[-2:], min(hard, typical))
         self.level = 1.0
         # photo pixel -> working pixel
         self.window_to_photo = np.array([[1 / self.fx, 0, x0 + 0.5 / self.fx - 0.5],
