@@ -4,6 +4,13 @@
     .venv/bin/python scripts/bench_conceal.py --limit 2        # first 2 pairs only (development)
     .venv/bin/python scripts/bench_conceal.py --json out.json  # also write every record
     .venv/bin/python scripts/bench_conceal.py --attack dlib-resnet,faceres   # several attacked at once
+    .venv/bin/python scripts/bench_conceal.py --photos megapixel   # 1024x1024 face crops (upscaled, see below)
+    .venv/bin/python scripts/bench_conceal.py --set escalate_to=1  # a PhotoAttackSettings field (hard budget)
+
+Photos: `bundled` = assets/faces as they are (512x512 to 1434x2333, faces 88-324 px wide);
+`megapixel` = each of them cropped to a square of 1.75x its face width around the face and
+resampled to 1024x1024 with Lanczos (idface.testing.megapixel): about one megapixel with the face
+filling most of the frame, but UPSCALED 1.8-6.7x, so smoother than a real photo of that size.
 
 Impersonation: every ordered pair (A, B) of DIFFERENT people (the three Obama photos are never
 paired with each other). Success = dlib itself (its own detector, 5-point chip and ResNet, not the
@@ -13,8 +20,11 @@ result at 0.6 or more from the original; the Obama photos are dodged with the ot
 photos given as `also` (and dlib checks those too).
 Per recognizer (attacked or transfer), the run's own verdict (raw and re-compressed) is counted too.
 Prints one line per run, then the summary: success rates, PSNR (whole photo and changed region),
-CIEDE2000 inside the changed classes, SSIM, wall time and CPU time per photo (the machine is shared;
-CPU time is what the run itself used).
+CIEDE2000 inside the changed classes, SSIM, how many runs met the invisible budget (PSNR >= 40 dB,
+CIEDE2000 mean <= 1, p99 <= 3), the success rate against a CIEDE2000 budget (the attack stops at
+its first success while its budget grows, so a run's mean CIEDE2000 is about what that photo
+needed), wall time and CPU time per photo and the load average (the machine is shared; CPU time is
+what the run itself used).
 """
 
 from __future__ import annotations
@@ -66,6 +76,7 @@ def main() -> int:
     parser.add_argument("--photos", choices=("bundled", "megapixel"), default="bundled",
                         help="bundled: assets/faces as they are; megapixel: 1024x1024 face crops of them, upscaled "
                              "with Lanczos (idface.testing.megapixel)")
+    parser.add_argument("--out-dir", default=None, help="also save every result here as PNG (look at them at 1:1)")
     parser.add_argument("--only", default=None, help="only runs whose photo A is one of these files (comma-separated)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a PhotoAttackSettings field (repeatable), e.g. --set max_ciede2000_mean=1.5")
@@ -115,6 +126,12 @@ def main() -> int:
                          attack=args.attack, settings=settings, also=also)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         rep, out = result.report, result.image
+        if args.out_dir:
+            from PIL import Image
+
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+            stem = f"{goal}_{Path(a).stem}" + (f"_as_{Path(b).stem}" if b else "")
+            Image.fromarray(out).save(Path(args.out_dir) / f"{stem}.png")
         small = recompress_pillow(out)
         rec = {"goal": goal, "a": a, "b": b, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                "load_average": round(os.getloadavg()[0], 1),
