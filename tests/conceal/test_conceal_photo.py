@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 # a hard PSNR / SSIM / max-change budget without a colour-difference limit (the invisible default is
 # measured by scripts/bench_conceal.py; the astronaut's face is 88 px wide, too small for it)
-BUDGET = {"min_psnr": 30.0, "min_ssim": 0.95, "max_change": 20.0, "steps": 40, "escalate_to": 1.0,
-          "max_ciede2000_mean": None, "max_ciede2000_p99": None}
+BUDGET = {"min_psnr": 30.0, "min_ssim": 0.95, "max_change": 20.0, "steps": 60, "escalate_to": 1.0,
+          "max_ciede2000_mean": None, "max_ciede2000_p99": None, "lr": 1.0}
 
 
 def check_against_judge(judge, report: dict, out: np.ndarray, source: np.ndarray, target: np.ndarray | None):
