@@ -8,7 +8,8 @@
 - ssim_luma_torch(a, b): ssim_luma, differentiable, [B, 3, H, W] in [0, 1] -> [B] (budgets in optimisers).
 - ciede2000(lab1, lab2): CIE colour difference Delta E 2000 (Sharma, Wu & Dalal 2005), torch or
   numpy [..., 3] CIELAB -> [...]; srgb_to_lab (D65, IEC 61966-2-1); ciede2000_rgb(a, b): uint8 RGB
-  images [H, W, 3] -> per-pixel Delta E 2000 map [H, W] (concealment's perceptual budget).
+  images [H, W, 3] -> per-pixel Delta E 2000 map [H, W] (concealment's perceptual budget);
+  ciede2000_basis(rgb): its local linearisation, [..., 3] -> [..., 3, 3] (perceptually uniform steps).
 - LPIPS (Zhang et al. 2018, the lpips package, AlexNet): `LPIPSMetric()(fake, real)` on [B, 3, H, W]
   in [0, 1] -> [B].
 - FID and KID: `FIDMetric` (TF-Inception pool3 as torch-fidelity ports it: the network and resize of
@@ -187,6 +188,50 @@ def ciede2000_rgb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel CIEDE2000 between two uint8 RGB images [H, W, 3] -> [H, W] float."""
     to_lab = lambda x: srgb_to_lab(np.asarray(x, np.float64) / 255.0)  # noqa: E731
     return ciede2000(to_lab(a), to_lab(b))
+
+
+def ciede2000_basis(rgb: torch.Tensor, min_chroma: float = 0.5) -> torch.Tensor:
+    """Local linearisation of CIEDE2000 at each colour: rgb [..., 3] in [0, 1] (torch) -> P [..., 3, 3]
+    with ciede2000(lab(rgb), lab(rgb + d)) ~= |P @ d| for small RGB changes d (in [0, 1] units).
+
+    The rows of P give d's lightness, chroma and hue differences in CIEDE2000's own weighting
+    (dL'/S_L, dC'/S_C, dH'/S_H with the reference colour's S_L, S_C, S_H and a' = (1 + G) a), mixed
+    by the square root of [[1, R_T/2], [R_T/2, 1]] for the rotation term R_T (saturated blues).
+    Where the chroma is below `min_chroma` the hue is undefined and the (a', b') plane is used as it
+    is. Invert P to
+    move along perceptually uniform directions (P^-1 u changes the colour by |u| Delta E 2000)."""
+    x = rgb.detach().reshape(-1, 3).to(torch.float64).requires_grad_(True)
+    lab = srgb_to_lab(x)                                                   # [N, 3]
+    rows = [torch.autograd.grad(lab[:, k].sum(), x, retain_graph=k < 2)[0] for k in range(3)]
+    j_lab = torch.stack(rows, 1)                                           # [N, 3 (Lab), 3 (RGB)]
+    lab = lab.detach()
+    L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
+    c = torch.sqrt(a ** 2 + b ** 2)
+    g = 0.5 * (1 - torch.sqrt(c ** 7 / (c ** 7 + 25.0 ** 7)))
+    ap = (1 + g) * a
+    cp = torch.sqrt(ap ** 2 + b ** 2)
+    h = torch.remainder(torch.rad2deg(torch.atan2(b, ap)), 360.0)
+    t = (1 - 0.17 * torch.cos(torch.deg2rad(h - 30)) + 0.24 * torch.cos(torch.deg2rad(2 * h))
+         + 0.32 * torch.cos(torch.deg2rad(3 * h + 6)) - 0.20 * torch.cos(torch.deg2rad(4 * h - 63)))
+    sl = 1 + 0.015 * (L - 50) ** 2 / torch.sqrt(20 + (L - 50) ** 2)
+    sc = 1 + 0.045 * cp
+    sh = 1 + 0.015 * cp * t
+    grey = cp < min_chroma
+    cos = torch.where(grey, torch.ones_like(cp), ap / cp.clamp_min(1e-12))
+    sin = torch.where(grey, torch.zeros_like(cp), b / cp.clamp_min(1e-12))
+    n = x.shape[0]
+    to_lch = torch.zeros(n, 3, 3, dtype=x.dtype)                           # (dL, da, db) -> weighted (dL', dC', dH')
+    to_lch[:, 0, 0] = 1 / sl
+    to_lch[:, 1, 1] = cos * (1 + g) / sc
+    to_lch[:, 1, 2] = sin / sc
+    to_lch[:, 2, 1] = -sin * (1 + g) / sh
+    to_lch[:, 2, 2] = cos / sh
+    d_theta = 30 * torch.exp(-(((h - 275) / 25) ** 2))
+    rt = -torch.sin(torch.deg2rad(2 * d_theta)) * 2 * torch.sqrt(cp ** 7 / (cp ** 7 + 25.0 ** 7))
+    p, q = (torch.sqrt(1 + rt / 2) + torch.sqrt(1 - rt / 2)) / 2, (torch.sqrt(1 + rt / 2) - torch.sqrt(1 - rt / 2)) / 2
+    mix = torch.zeros_like(to_lch)                                         # [[1, 0, 0], [0, p, q], [0, q, p]]
+    mix[:, 0, 0], mix[:, 1, 1], mix[:, 1, 2], mix[:, 2, 1], mix[:, 2, 2] = 1, p, q, q, p
+    return (mix @ to_lch @ j_lab).to(rgb.dtype).reshape(*rgb.shape[:-1], 3, 3)
 
 
 def mean_iou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> float:

@@ -116,3 +116,27 @@ def test_srgb_to_lab_and_the_per_pixel_map():
     b[1, 2] = (121, 120, 120)
     m = ciede2000_rgb(a, b)
     assert m.shape == (4, 5) and m[1, 2] > 0.2 and np.count_nonzero(m) == 1
+
+
+def test_ciede2000_basis_predicts_small_differences():
+    """|P d| from the linearisation matches the real CIEDE2000 of small changes d, on random
+    colours (blues included: the rotation term) and on grey (no hue)."""
+    from idface.metrics import ciede2000, ciede2000_basis, srgb_to_lab
+
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.cat([torch.rand(4000, 3, generator=g, dtype=torch.float64) * 0.9 + 0.05,
+                     torch.full((50, 3), 0.5, dtype=torch.float64)])
+    d = torch.randn(rgb.shape, generator=g, dtype=torch.float64) / 255                # about one grey level
+    p = ciede2000_basis(rgb)                                                            # [N, 3, 3]
+    assert p.shape == (4050, 3, 3)
+    approx = (p @ d[..., None])[..., 0].norm(dim=-1)
+    real = ciede2000(srgb_to_lab(rgb), srgb_to_lab(rgb + d))
+    rel = (approx - real).abs() / real
+    assert float(rel.median()) < 0.01 and float(rel.quantile(0.99)) < 0.06
+    # inverting it gives steps of a chosen CIEDE2000 size in any direction (moderate colours: at the
+    # most saturated ones such a step in chroma is a large RGB change, where the linearisation bends)
+    rgb = rgb * 0.6 + 0.2
+    u = torch.nn.functional.normalize(torch.randn(4050, 3, generator=g, dtype=torch.float64), dim=-1) * 0.5
+    step = (torch.linalg.inv(ciede2000_basis(rgb)) @ u[..., None])[..., 0]
+    err = (ciede2000(srgb_to_lab(rgb), srgb_to_lab(rgb + step)) - 0.5).abs()
+    assert float(err.median()) < 0.01 and float(err.quantile(0.99)) < 0.05

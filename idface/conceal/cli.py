@@ -2,7 +2,7 @@
 
     python -m idface conceal --photo A.jpg --target B.jpg --goal impersonate|dodge \
         [--also A2.jpg ...] [--mode photo|token|swap] [--regions skin,hair] [--attack dlib-resnet,arcface] \
-        --out O.png [--json] [--min-psnr 30] [--min-ssim 0.95] [--steps N] [--margin M]
+        --out O.png [--json] [--min-psnr 40] [--max-ciede2000-mean 1] [--escalate-to 4] [--steps N] [--margin M]
 
 Prints, per recognizer, the similarity (dlib: Euclidean distance) of the result to the source A and
 to the target B, which conditions of the goal held (impersonate: reads B and no longer reads A;
@@ -43,7 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="where to write the result PNG (marked: altered photo or synthetic face)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--checkpoint", default=None, help="generator checkpoint (token / swap modes)")
-    parser.add_argument("--min-psnr", type=float, default=None, help="distortion budget: PSNR at least this (dB)")
+    parser.add_argument("--min-psnr", type=float, default=None,
+                        help="distortion budget: PSNR at least this (dB); photo mode: the budget it starts with (40)")
+    parser.add_argument("--max-ciede2000-mean", type=float, default=None,
+                        help="photo mode: colour difference (CIEDE2000) in the face, mean at most this to start with (1.0)")
+    parser.add_argument("--max-ciede2000-p99", type=float, default=None,
+                        help="photo mode: colour difference (CIEDE2000) in the face, 99th percentile at most this "
+                             "to start with (3.0)")
+    parser.add_argument("--escalate-to", type=float, default=None,
+                        help="photo mode: while the goal is not reached, the budget may grow up to this many times "
+                             "(default 4; 1 = the budget is hard)")
     parser.add_argument("--min-ssim", type=float, default=None, help="distortion budget: SSIM at least this")
     parser.add_argument("--max-change", type=float, default=None, help="photo mode: largest change of a pixel (of 255)")
     parser.add_argument("--steps", type=int, default=None, help="at most this many optimisation steps")
@@ -58,12 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> dict:
     s = {}
     for key, attr in (("min_psnr", "min_psnr"), ("min_ssim", "min_ssim"), ("max_change", "max_change"),
-                      ("steps", "steps"), ("max_seconds", "max_seconds"), ("margin", "margin"), ("seed", "seed")):
+                      ("steps", "steps"), ("max_seconds", "max_seconds"), ("margin", "margin"), ("seed", "seed"),
+                      ("max_ciede2000_mean", "max_ciede2000_mean"), ("max_ciede2000_p99", "max_ciede2000_p99"),
+                      ("escalate_to", "escalate_to")):
         value = getattr(args, attr, None)
         if value is not None:
             s[key] = value
-    if args.mode != "photo" and "max_change" in s:
-        raise InputError("--max-change applies to photo mode only")
+    for key in ("max_change", "max_ciede2000_mean", "max_ciede2000_p99", "escalate_to"):
+        if args.mode != "photo" and key in s:
+            raise InputError(f"--{key.replace('_', '-')} applies to photo mode only")
     if args.mode == "swap" and s:
         raise InputError("swap mode is one generator pass; it takes no budget or step settings")
     if getattr(args, "no_robust", False):
@@ -78,6 +90,11 @@ def format_text(rep: dict, out: Path) -> str:
     psnr = "identical" if rep["psnr"] is None else f"{rep['psnr']:.2f} dB"
     lp = rep["lpips"] if isinstance(rep["lpips"], str) else f"{rep['lpips']:.4f}"
     lines.append(f"distortion vs unattacked: PSNR {psnr}, SSIM (luma) {rep['ssim_luma']:.4f}, LPIPS {lp}")
+    if rep.get("ciede2000_region_mean") is not None:
+        grown = ("within the budget it started with" if rep.get("invisible_budget_met")
+                 else f"the budget grew {rep.get('budget_level_used', 0):.2f}x from the one it started with")
+        lines.append(f"colour difference in the face (CIEDE2000): mean {rep['ciede2000_region_mean']:.2f}, "
+                     f"99th percentile {rep['ciede2000_region_p99']:.2f} ({grown})")
     for name, e in rep["recognizers"].items():
         kind = score_kind(e["higher_is_more_similar"])
         tag = "attacked" if e["attacked"] else "not attacked (transfer)"

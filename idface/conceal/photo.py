@@ -1,28 +1,49 @@
-"""Photo mode: a perturbation of the photo itself, no generator needed.
+"""Photo mode: a perturbation of the photo itself, no generator needed, invisible first.
 
 Only pixels inside the chosen region mask change; every other pixel of the output is the input's
-pixel, bit for bit. The perturbation lives in a window around the face (snapped to the 16-pixel
-JPEG grid) and is optimised with Adam against the attacked recognizers through the same path a
-recognizer takes on a shared photo:
+pixel, bit for bit. The perturbation is made the way people see (PhotoAttack's docstring has the
+details):
+- in CIEDE2000 units: at each pixel its three components are the lightness, chroma and hue
+  differences CIEDE2000 weighs (a local linearisation, idface.metrics.ciede2000_basis), so a limit
+  on their length is a limit on the colour difference people notice (1 is about a just-noticeable
+  step), lightness and saturation masking included; colour costs 1/`chroma` times as much as
+  lightness (colour blotches on skin are what people noticed first);
+- low frequency: optimised on a working copy of the window around the face, scaled so that the
+  face is at most `work_face` px wide (what a recognizer's 112-150 px chip can use anyway),
+  blurred after every step and upsampled (bilinear) to the photo;
+- texture-aware: the per-pixel limit follows the photo's local contrast (more in hair, brows,
+  wrinkles; little on smooth skin);
+- feathered: the change fades in over `feather` x the face size from the mask's border, so it
+  never stops at a visible edge.
 
-    window + delta * mask                                       [1, 3, h, w] in [0, 1]
-      -> resize by s in [0.5, 1] (antialiased)                  what sharing services do
+It is optimised with Adam against the attacked recognizers through the path a recognizer takes on
+a shared photo:
+
+    working copy + basis^-1 u x feathered mask                  [1, 3, h, w] in [0, 1]
+      -> resize by s in [0.5, 1] of the photo (antialiased)     what sharing services do
       -> JPEG at quality 60..95 (real libjpeg forward,          idface.conceal.transforms
          differentiable approximation backward)
       -> the recognizer's alignment (the similarity transform   grid_sample, kept from detection,
          from the detected landmarks to its template),          jittered by a few pixels / degrees
       -> embedding                                              recognizer.embed_aligned
 
-(expectation over transformations, `samples` draws per step). After each projection the perturbation
-fits the budget: the whole photo's PSNR stays at or above `min_psnr` dB (an L2 ball), every pixel
-moves at most `max_change` (of 255), pixels stay in range, and SSIM is held above `min_ssim` by a
-hinge penalty and checked on the final uint8 image (scaled down if ever needed).
+(expectation over transformations, `samples` draws per step). The budget is enforced by
+construction, a projection after every step: each pixel's CIEDE2000 at most 0.9 x `max_ciede2000_p99`
+(and its texture limit), the mean over the face at most 0.9 x `max_ciede2000_mean` (soft threshold),
+the whole photo's PSNR at least `min_psnr` (one scale); and checked on every uint8 candidate with
+the real CIEDE2000, PSNR and SSIM (shrunk until it fits, never returned over budget).
 
-Every `check_every` steps the current uint8 result is verified the way a user would verify it:
-detect, align and embed the whole photo (recognizer.embed_photo), raw and after the reporting
-re-compression (JPEG 75 after a half-size resize). The run stops as soon as every attacked
-recognizer gives the wanted verdict with the margin on both; otherwise the best verified state
-is kept.
+Invisible first: that budget holds for the first `escalate_after` steps; while the goal is not
+reached its limits then grow, up to `escalate_to` times (the PSNR floor falls by as many dB), and
+the run stops at the first verified success, so the change is only as large as the photo needs.
+`escalate_to=1` makes the budget hard. The report says whether the starting budget held and which
+level the result needed.
+
+Every `check_every` steps (once the loss says done) the current uint8 result is verified the way a
+user would verify it: detect, align and embed the whole photo (recognizer.embed_photo), raw and
+after the reporting re-compression (JPEG 75 after a half-size resize). The run stops as soon as
+every attacked recognizer gives the wanted verdict with the margin on both; otherwise the best
+verified state is kept.
 """
 
 from __future__ import annotations
@@ -32,6 +53,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,37 +65,53 @@ from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import IdfaceError, InputError
 from idface.faces.align import apply_affine, estimate_transform, get_template, invert_affine
 from idface.faces.detect import MIN_FACE_SIZE, detect_faces
-from idface.metrics import LUMA, mse_for_psnr, psnr, ssim_luma, ssim_luma_torch
+from idface.metrics import LUMA, ciede2000, ciede2000_basis, mse_for_psnr, psnr, srgb_to_lab, ssim_luma
 
 JPEG_GRID = 16  # MCU size with 4:2:0 chroma subsampling
 
 
 @dataclass
 class PhotoAttackSettings:
-    min_psnr: float = 30.0           # dB, whole photo vs the original
-    min_ssim: float = 0.95           # whole photo vs the original
-    max_change: float = 24.0         # per pixel and channel, of 255
-    steps: int = 300                 # at most
+    # the budget, every part checked on the uint8 result before it is verified (and by construction
+    # in the optimiser: a projection after every step)
+    min_psnr: float = 40.0               # dB, whole photo vs the original
+    max_ciede2000_mean: float | None = 1.0   # CIEDE2000 over the chosen classes' pixels: mean ...
+    max_ciede2000_p99: float | None = 3.0    # ... and 99th percentile (1 is about a just-noticeable step)
+    min_ssim: float = 0.95               # whole photo vs the original
+    max_change: float = 24.0             # per pixel and channel, of 255
+    steps: int = 200                     # at most
     max_seconds: float | None = 180.0
-    lr: float = 0.01                 # Adam, [0, 1] pixel units
-    samples: int = 2                 # transformations per step (expectation)
-    check_every: int = 2             # steps between real verifications (once the loss says done)
-    margin: float | None = None      # past the threshold, recognizer units (None: DEFAULT_MARGIN)
-    overshoot: float = 0.08          # the loss keeps pushing this far past the margin
+    lr: float = 0.6                      # Adam, in CIEDE2000 units per working pixel (0.35: twice the steps, the same change)
+    samples: int = 2                     # transformations per step (expectation)
+    check_every: int = 2                 # steps between real verifications (once the loss says done)
+    margin: float | None = None          # past the threshold, recognizer units (None: DEFAULT_MARGIN)
+    overshoot: float = 0.08              # the loss keeps pushing this far past the margin
     scale_range: tuple[float, float] = (0.5, 1.0)
     jpeg_quality: tuple[int, int] = (60, 95)
     jpeg_probability: float = 0.8
-    jitter_pixels: float = 2.0       # chip pixels of landmark jitter
+    jitter_pixels: float = 2.0           # chip pixels of landmark jitter
     jitter_degrees: float = 2.0
     jitter_scale: float = 0.02
-    robust: bool = True              # also require success after re-compression to stop
-    mask_erosion: float = 0.015      # the region mask shrinks by this fraction of the face size (no spill)
-    # shaped as people see; off by default until verified against the whole suite (measured on 6
-    # pairs with smooth_sigma=1.0, chroma=0.3, texture_aware=True: 6/6, PSNR 42.5-45.3 dB, CIEDE2000
-    # mean <= 2.0 against 5.7 unshaped):
-    smooth_sigma: float = 0.0        # px: the perturbation is blurred after every step (low frequency)
-    chroma: float = 1.0              # share of colour change kept (the rest moves R, G, B together)
-    texture_aware: bool = False      # per-pixel limit follows the photo's local contrast
+    robust: bool = True                  # also require success after re-compression to stop
+    mask_erosion: float = 0.015          # the region mask shrinks by this fraction of the face size (no spill)
+    # shaped as people see (all on by default):
+    work_face: float = 256.0             # px: optimised on the photo scaled so that the face is at most this
+                                         # wide; the change is upsampled to the photo (low frequency)
+    smooth_sigma: float = 1.0            # working px: the change is blurred after every step (0: off)
+    feather: float = 0.04                # fraction of the face size over which the change fades in from
+                                         # the mask's border (no visible edge where it stops)
+    # colour changes cost 1/chroma times their CIEDE2000 in the budget (0: lightness only): measured on
+    # the worst megapixel pair (Hopper as Obama), chroma 1 needed CIEDE2000 mean 2.41 and showed red
+    # and cyan blotches at 1:1, chroma 0.4 needed 1.64, lightness only 1.51, both far less visible
+    chroma: float = 0.2
+    texture_aware: bool = True           # the per-pixel limit follows the photo's local contrast
+    # invisible first: the budget above holds for the first `escalate_after` steps; when the goal is
+    # not reached by then, the CIEDE2000 limits grow (and the PSNR floor falls by as many dB) by up
+    # to `escalate_to` times over the next `escalate_steps` steps, and the run stops as soon as the
+    # goal holds, so the change is only as large as this photo needs (1: never escalate)
+    escalate_to: float = 4.0
+    escalate_after: int = 5
+    escalate_steps: int = 30
     seed: int = 0
 
 
@@ -202,21 +240,48 @@ def _full3(m: np.ndarray) -> np.ndarray:
     return np.vstack([m, [0.0, 0.0, 1.0]])
 
 
+def feather_weight(mask: np.ndarray, feather_px: float) -> np.ndarray:
+    """[H, W] bool -> [H, W] float32 in [0, 1]: 0 outside the mask, rising linearly with the distance
+    from the mask's border to 1 at `feather_px` pixels inside (no step where the change stops)."""
+    m = np.ascontiguousarray(mask, np.uint8)
+    if feather_px <= 0:
+        return m.astype(np.float32)
+    dist = cv2.distanceTransform(m, cv2.DIST_L2, 5)
+    return np.clip(dist / float(feather_px), 0.0, 1.0).astype(np.float32) * m
+
+
+def _apply(basis_inv: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """basis_inv [h, w, 3, 3], u [1, 3, h, w] (perceptual units) -> RGB change [1, 3, h, w]."""
+    return torch.einsum("hwij,bjhw->bihw", basis_inv, u)
+
+
 class PhotoAttack:
-    """Optimise a masked perturbation of one photo against a set of recognizers."""
+    """Optimise a masked perturbation of one photo against a set of recognizers.
+
+    The perturbation `u` [1, 3, h, w] lives on a working copy of the window around the face (scaled
+    so that the face is at most `work_face` px wide) in perceptual units: at each pixel its three
+    components are the lightness, chroma and hue differences CIEDE2000 weighs (idface.metrics.
+    ciede2000_basis), so |u| is the CIEDE2000 difference it makes. The RGB change is
+    basis^-1 u x the feathered mask; the photo's own change is u upsampled (bilinear) to the photo,
+    through the photo's own basis, x the photo's feathered mask. After every step u is blurred,
+    each pixel's |u| is clipped to its limit (texture-aware, at most the 99th-percentile budget),
+    the mean is brought within budget by soft-thresholding every |u| by one amount (the Euclidean
+    projection onto that set), and the whole photo's PSNR by one scale."""
 
     def __init__(self, photo: np.ndarray, face, mask: np.ndarray, targets: list[Target], goal: str,
-                 settings: PhotoAttackSettings | None = None):
+                 settings: PhotoAttackSettings | None = None, measure_mask: np.ndarray | None = None):
         self.photo = np.ascontiguousarray(photo, dtype=np.uint8)        # [H, W, 3]
         self.mask = np.asarray(mask, bool)                              # [H, W]
         if self.mask.shape != self.photo.shape[:2]:
             raise InputError(f"region mask {self.mask.shape} does not match the photo {self.photo.shape[:2]}")
         if not self.mask.any():
             raise InputError("the chosen regions cover no pixel of this face; choose other regions")
+        # the pixels the CIEDE2000 budget is measured over (the chosen classes, before erosion)
+        self.measure_mask = self.mask if measure_mask is None else np.asarray(measure_mask, bool)
         self.face = face
         self.targets = targets
         self.goal = goal
-        self.s = settings or PhotoAttackSettings()
+        self.s = s = settings or PhotoAttackSettings()
         h, w = self.photo.shape[:2]
         corners = []
         for t in targets:
@@ -226,36 +291,106 @@ class PhotoAttack:
         pad = int(round(0.06 * max(face.size, 32)))
         self.box = _window(self.mask, corners, (h, w), pad)
         y0, y1, x0, x1 = self.box
-        self.base = torch.from_numpy(self.photo[y0:y1, x0:x1].copy()).permute(2, 0, 1)[None].float() / 255.0
-        self.mask_t = torch.from_numpy(self.mask[y0:y1, x0:x1].copy())[None, None].float()
-        # per-pixel limit of the change [1, 1, h, w], in [0, 1] pixel units
-        allow = texture_allowance(self.base, self.mask_t) if self.s.texture_aware else torch.ones_like(self.mask_t)
-        self.limit_t = allow * (self.s.max_change / 255.0)
         self.total_values = h * w * 3
         self.total_pixels = h * w
-        # photo pixel -> window pixel offset
-        self.window_to_photo = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
+        # the photo's window, full resolution
+        self.base_full = torch.from_numpy(self.photo[y0:y1, x0:x1].copy()).permute(2, 0, 1)[None].float() / 255.0
+        feather_px = s.feather * face.size
+        weight = feather_weight(self.mask[y0:y1, x0:x1], feather_px)
+        self.weight_full = torch.from_numpy(weight)[None, None]                       # [1, 1, H, W]
+        self.basis_inv_full = self._basis_inv(self.base_full)                         # [H, W, 3, 3]
+        # the working copy (area-downscaled so that the face is at most work_face px wide)
+        self.work_scale = min(1.0, s.work_face / max(face.size, 1.0)) if s.work_face else 1.0
+        wh, ww = y1 - y0, x1 - x0
+        size = (max(8, int(round(wh * self.work_scale))), max(8, int(round(ww * self.work_scale))))
+        if size == (wh, ww):
+            self.work_scale = 1.0
+            self.base, self.weight = self.base_full, self.weight_full
+            self.basis_inv = self.basis_inv_full
+        else:
+            self.base = F.interpolate(self.base_full, size=size, mode="area")
+            self.weight = F.interpolate(self.weight_full, size=size, mode="area")
+            self.basis_inv = self._basis_inv(self.base)
+        self.fy, self.fx = self.base.shape[-2] / wh, self.base.shape[-1] / ww         # working px per photo px
+        self.inside = self.weight[0, 0] > 0                                           # [h, w]
+        # what one working pixel stands for in the budget: photo pixels, and measured pixels
+        self.pixels_per_work = 1.0 / (self.fy * self.fx)
+        self.measured_pixels = max(1, int(self.measure_mask.sum()))
+        # per-pixel limit of |u| [h, w] in CIEDE2000 units
+        # (at level 1; `level` scales it, see escalate_to); no CIEDE2000 limit given: PSNR alone bounds it
+        mean, p99 = s.max_ciede2000_mean, s.max_ciede2000_p99
+        hard = math.inf if p99 is None else 0.9 * p99
+        typical = 1.5 * mean if mean is not None else (p99 / 2 if p99 is not None else math.inf)
+        if s.texture_aware and math.isfinite(typical):
+            allow = texture_allowance(self.base, (self.weight > 0).float())
+            self.limit = (allow[0, 0] * typical).clamp(max=hard)
+        else:
+            self.limit = torch.full(self.base.shape[-2:], min(hard, typical))
+        self.level = 1.0
+        # photo pixel -> working pixel
+        self.window_to_photo = np.array([[1 / self.fx, 0, x0 + 0.5 / self.fx - 0.5],
+                                         [0, 1 / self.fy, y0 + 0.5 / self.fy - 0.5], [0, 0, 1]], dtype=np.float64)
+
+    def _basis_inv(self, rgb: torch.Tensor) -> torch.Tensor:
+        """[1, 3, h, w] -> [h, w, 3, 3]: perceptual units -> RGB change (idface.metrics.ciede2000_basis),
+        with colour directions weighted by `chroma`."""
+        basis = ciede2000_basis(rgb[0].permute(1, 2, 0).clamp(0, 1).to(torch.float64))   # [h, w, 3, 3]
+        inv = torch.linalg.inv(basis)
+        if self.s.chroma < 1:
+            inv = inv * torch.tensor([1.0, self.s.chroma, self.s.chroma], dtype=inv.dtype)
+        return inv.float()
+
+    # ---- the change ----
+    def delta_work(self, u: torch.Tensor) -> torch.Tensor:
+        """u [1, 3, h, w] -> the working copy's RGB change [1, 3, h, w] (differentiable)."""
+        return _apply(self.basis_inv, u) * self.weight
+
+    def delta_photo(self, u: torch.Tensor) -> torch.Tensor:
+        """u [1, 3, h, w] -> the photo window's RGB change [1, 3, H, W]."""
+        if self.work_scale != 1.0:
+            u = F.interpolate(u, size=self.base_full.shape[-2:], mode="bilinear", align_corners=False)
+        return _apply(self.basis_inv_full, u) * self.weight_full
 
     # ---- budget ----
-    def _project(self, delta: torch.Tensor) -> None:
+    def _project(self, u: torch.Tensor) -> None:
+        """In place: smooth, then |u| per pixel within its limit and the budget's mean (Euclidean
+        projection: soft threshold), then the whole photo's PSNR (one scale)."""
         s = self.s
         with torch.no_grad():
             if s.smooth_sigma:
-                delta.copy_(_blur(delta, s.smooth_sigma))
-            if s.chroma is not None and s.chroma < 1:
-                grey = delta.mean(1, keepdim=True)
-                delta.copy_(grey + s.chroma * (delta - grey))
-            delta.copy_(torch.maximum(torch.minimum(delta, self.limit_t), -self.limit_t))
-            delta.copy_(torch.maximum(torch.minimum(delta, 1 - self.base), -self.base) * self.mask_t)
-            limit = mse_for_psnr(s.min_psnr + 0.05) / 255.0 ** 2 * self.total_values   # sum of squares
-            total = float((delta ** 2).sum())
+                u.copy_(_blur(u, s.smooth_sigma))
+            u.mul_(self.inside)
+            norm = u.norm(dim=1, keepdim=True)[0, 0]                                  # [h, w]
+            w = self.weight[0, 0]
+            cap = self.limit * self.level
+            new = torch.minimum(norm, cap)
+            if s.max_ciede2000_mean is not None:
+                # mean over the measured pixels of the photo's CIEDE2000 ~ sum(w |u|) x pixels per working pixel
+                allowed = 0.9 * s.max_ciede2000_mean * self.level * self.measured_pixels / self.pixels_per_work
+                if float((w * new).sum()) > allowed:
+                    inside = self.inside
+                    n_in, w_in, c_in = norm[inside], w[inside], cap[inside]
+                    lo, hi = 0.0, float(n_in.max())
+                    for _ in range(20):
+                        tau = (lo + hi) / 2
+                        if float((w_in * (n_in - tau).clamp(min=0).minimum(c_in)).sum()) > allowed:
+                            lo = tau
+                        else:
+                            hi = tau
+                    new = (norm - hi).clamp(min=0).minimum(cap)
+            u.mul_((new / norm.clamp_min(1e-12))[None, None])
+            limit = mse_for_psnr(self.psnr_floor() + 0.3) / 255.0 ** 2 * self.total_values    # sum of squares
+            total = float((self.delta_work(u) ** 2).sum()) * self.pixels_per_work
             if total > limit:
-                delta.mul_(math.sqrt(limit / total))
+                u.mul_(math.sqrt(limit / total))
 
-    def compose(self, delta: torch.Tensor) -> np.ndarray:
+    def compose(self, u: torch.Tensor) -> np.ndarray:
         """The full uint8 photo for a perturbation: outside the mask, the input's own bytes."""
         y0, y1, x0, x1 = self.box
-        win = ((self.base + delta * self.mask_t)[0].clamp(0, 1) * 255).round().to(torch.uint8)
+        with torch.no_grad():
+            limit = self.s.max_change / 255.0
+            delta = self.delta_photo(u).clamp(-limit, limit)
+            win = ((self.base_full + delta)[0].clamp(0, 1) * 255).round().to(torch.uint8)
         win = win.permute(1, 2, 0).numpy()
         out = self.photo.copy()
         region = out[y0:y1, x0:x1]
@@ -263,25 +398,59 @@ class PhotoAttack:
         region[m] = win[m]
         return out
 
-    def within_budget(self, image: np.ndarray) -> bool:
-        return psnr(self.photo, image) >= self.s.min_psnr and ssim_luma(self.photo, image) >= self.s.min_ssim
+    def budget_numbers(self, image: np.ndarray) -> dict:
+        """The budget's numbers for a uint8 photo: whole-photo PSNR and SSIM, CIEDE2000 mean and p99
+        over the measured pixels."""
+        y0, y1, x0, x1 = self.box
+        win_ssim = ssim_luma(self.photo[y0:y1, x0:x1], image[y0:y1, x0:x1])
+        # outside the window nothing changed: the SSIM map is 1 there
+        whole_ssim = 1 - (1 - win_ssim) * (y1 - y0) * (x1 - x0) / self.total_pixels
+        m = self.measure_mask
+        de = ciede2000(srgb_to_lab(torch.from_numpy(self.photo[m]).double() / 255),
+                       srgb_to_lab(torch.from_numpy(image[m]).double() / 255)).numpy()     # [N]
+        return {"psnr": psnr(self.photo, image), "ssim_luma": whole_ssim,
+                "ciede2000_mean": float(de.mean()), "ciede2000_p99": float(np.percentile(de, 99))}
 
-    def _fit_budget(self, delta: torch.Tensor) -> np.ndarray:
+    def psnr_floor(self, level: float | None = None) -> float:
+        """The PSNR floor at a budget level (falls by 20 log10(level) dB as the limits grow)."""
+        return self.s.min_psnr - 20 * math.log10(self.level if level is None else level)
+
+    def within_budget(self, image: np.ndarray, level: float | None = None) -> bool:
+        """The budget at `level` (default: the current one) holds for a uint8 photo."""
+        s, n = self.s, self.budget_numbers(image)
+        k = self.level if level is None else level
+        return (n["psnr"] >= self.psnr_floor(k) and n["ssim_luma"] >= s.min_ssim
+                and (s.max_ciede2000_mean is None or n["ciede2000_mean"] <= s.max_ciede2000_mean * k)
+                and (s.max_ciede2000_p99 is None or n["ciede2000_p99"] <= s.max_ciede2000_p99 * k))
+
+    def level_needed(self, numbers: dict) -> float:
+        """The smallest budget level whose limits the budget_numbers() of a result fit (at least 1)."""
+        s = self.s
+        k = [1.0, 10 ** ((s.min_psnr - numbers["psnr"]) / 20)]
+        if s.max_ciede2000_mean:
+            k.append(numbers["ciede2000_mean"] / s.max_ciede2000_mean)
+        if s.max_ciede2000_p99:
+            k.append(numbers["ciede2000_p99"] / s.max_ciede2000_p99)
+        return max(k)
+
+    def level_at(self, step: int) -> float:
+        """The budget level at an optimisation step (1 for the first escalate_after steps)."""
+        s = self.s
+        if s.escalate_to <= 1:
+            return 1.0
+        ramp = (step - s.escalate_after) / max(1, s.escalate_steps)
+        return 1.0 + (s.escalate_to - 1.0) * min(1.0, max(0.0, ramp))
+
+    def _fit_budget(self, u: torch.Tensor) -> np.ndarray:
         """Compose, and shrink the perturbation until the uint8 image meets the budget."""
-        image = self.compose(delta)
-        shrink = delta.detach().clone()
+        image = self.compose(u)
+        shrink = u.detach().clone()
         for _ in range(40):
             if self.within_budget(image):
                 return image
-            shrink.mul_(0.97)
+            shrink.mul_(0.95)
             image = self.compose(shrink)
         return self.photo.copy()  # could not fit: return the original rather than break the budget
-
-    def _whole_ssim(self, x: torch.Tensor) -> torch.Tensor:
-        """SSIM of the whole photo from the window's (outside the window the SSIM map is 1)."""
-        win = ssim_luma_torch(x, self.base)[0]
-        h, w = x.shape[-2:]
-        return 1 - (1 - win) * (h * w) / self.total_pixels
 
     # ---- one forward pass over sampled transformations ----
     def _margins(self, x: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
@@ -289,7 +458,9 @@ class PhotoAttack:
         chips: dict[str, list[torch.Tensor]] = {t.recognizer.name: [] for t in self.targets}
         h, w = x.shape[-2:]
         for _ in range(s.samples):
+            # the photo's scale -> the working copy's (which is already at most work_scale)
             scale = 1.0 if rng.random() < 0.25 else rng.uniform(*s.scale_range)
+            scale = min(1.0, scale / self.work_scale)
             xs = x
             if scale < 0.999:
                 nh, nw = max(8, int(round(h * scale))), max(8, int(round(w * scale)))
@@ -297,7 +468,7 @@ class PhotoAttack:
             fy, fx = xs.shape[-2] / h, xs.shape[-1] / w
             if rng.random() < s.jpeg_probability:
                 xs = jpeg_straight_through(xs, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
-            # resized window pixel -> photo pixel
+            # resized working pixel -> working pixel -> photo pixel
             small_to_window = np.array([[1 / fx, 0, 0.5 / fx - 0.5], [0, 1 / fy, 0.5 / fy - 0.5], [0, 0, 1]])
             small_to_photo = self.window_to_photo @ small_to_window
             for t in self.targets:
@@ -330,14 +501,15 @@ class PhotoAttack:
         rng = np.random.default_rng(s.seed)
         torch.manual_seed(s.seed)
         start = time.perf_counter()
-        delta = torch.zeros_like(self.base, requires_grad=True)
-        optimiser = Adam(delta, lr=s.lr)
+        u = torch.zeros_like(self.base, requires_grad=True)                     # [1, 3, h, w] perceptual units
+        optimiser = Adam(u, lr=s.lr)
         if unattacked is None:
             unattacked = self.verify(self.photo)
         smallest_margin = min(self.margin(t.recognizer) for t in self.targets)
 
         def step(i: int) -> tuple[dict, bool]:
-            x = self.base + delta * self.mask_t                                  # [1, 3, h, w] window
+            self.level = self.level_at(i)
+            x = self.base + self.delta_work(u)                                   # [1, 3, h, w] working copy
             margins = self._margins(x, rng)
             loss = x.new_zeros(())
             worst = math.inf
@@ -345,20 +517,19 @@ class PhotoAttack:
                 m = margins[t.recognizer.name]
                 loss = loss + F.relu(self.margin(t.recognizer) + s.overshoot - m).mean()
                 worst = min(worst, float(m.detach().min()))
-            if s.min_ssim is not None:
-                loss = loss + 10.0 * F.relu(s.min_ssim + 0.005 - self._whole_ssim(x))
-            delta.grad = None
+            u.grad = None
             loss.backward()
             optimiser.step()
-            self._project(delta)
-            record = {"step": i, "loss": round(float(loss.detach()), 4), "worst_margin": round(worst, 4)}
+            self._project(u)
+            record = {"step": i, "loss": round(float(loss.detach()), 4), "worst_margin": round(worst, 4),
+                      "budget_level": round(self.level, 3)}
             return record, i % s.check_every == 0 and worst >= smallest_margin
 
         found = search(
             start_image=self.photo.copy(),
             start_verified={t.recognizer.name: unattacked[t.recognizer.name] for t in self.targets},
             steps=s.steps, max_seconds=s.max_seconds, robust=s.robust, step=step,
-            candidate=lambda: self._fit_budget(delta), verify=self.verify, progress=progress,
+            candidate=lambda: self._fit_budget(u), verify=self.verify, progress=progress,
         )
         return PhotoAttackResult(found.image, found.steps, time.perf_counter() - start, found.stopped,
                                  found.verified, found.history)

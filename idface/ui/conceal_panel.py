@@ -131,6 +131,11 @@ def summary_markdown(report: dict) -> str:
     if report.get("ciede2000_region_mean") is not None:
         lp += (f", colour difference in the changed regions (CIEDE2000) mean {report['ciede2000_region_mean']:.2f}, "
                f"99th percentile {report['ciede2000_region_p99']:.2f}")
+    level = report.get("budget_level_used")
+    if report.get("invisible_budget_met"):
+        lp += " (within the invisible budget it started with)"
+    elif level is not None:
+        lp += f" (the budget had to grow {level:.1f} times from the invisible one it started with)"
     text = (f"{verdict} Change from the original: {psnr}, SSIM {report['ssim_luma']:.3f}{lp}. "
             f"{plural(report.get('steps', 0), 'step')}, {report['seconds']:.0f} s.")
     if report.get("transfer"):
@@ -176,7 +181,7 @@ class ConcealHandlers:
         return available_recognizers()
 
     def run(self, photo, target, goal: str, mode: str, regions: list[str] | None, attack: list[str] | None,
-            min_psnr: float = 30.0, progress: Any = None):
+            min_psnr: float = 40.0, progress: Any = None):
         """-> (original, result, bars html, summary markdown, report dict, download path, status)."""
         from idface.conceal import conceal
         from idface.outputs import synthetic_png_file
@@ -250,15 +255,17 @@ def conceal_tab(engine: Any = None) -> None:
             regions = gr.CheckboxGroup(REGION_CHOICES, value=["face"], label="Regions that may change",
                                        info="Photo mode: only these pixels change. Token mode: these parts' style "
                                             "codes are optimised with the identity token.")
-            attack = gr.CheckboxGroup(available, value=available, label="Recognizers to attack",
+            attack = gr.CheckboxGroup(available, value=available, label="Recognizers to attack", elem_id="conceal_attack",
                                       info="The others available here are scored too (transfer).")
-            min_psnr = gr.Slider(25, 45, value=30, step=1, label="Budget: PSNR at least (dB)",
-                                 info="Higher = smaller, less visible changes (harder to succeed).")
+            min_psnr = gr.Slider(30, 50, value=40, step=1, label="Budget to start with: PSNR at least (dB)",
+                                 info="Photo mode starts invisible (this PSNR, and a colour difference in the face of "
+                                      "CIEDE2000 mean at most 1, 99th percentile at most 3) and lets the change grow, "
+                                      "up to 4 times, only while the goal is not reached. Higher = less visible.")
             go = gr.Button("Conceal", variant="primary")
             status = gr.Markdown(elem_id="conceal_status")
         with gr.Column(scale=5, min_width=380):
             with gr.Row(equal_height=True):
-                original = gr.Image(label="Original", **pic_kw)
+                original = gr.Image(label="Original", elem_id="conceal_original", **pic_kw)
                 result = gr.Image(label="Result", elem_id="conceal_result", **pic_kw)
                 change = gr.Image(label="Change, amplified (grey = unchanged)", elem_id="conceal_change", **pic_kw)
             loupe = gr.Image(label="Face at 1:1 (original | result)", elem_id="conceal_loupe", height=280,

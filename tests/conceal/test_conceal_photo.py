@@ -20,7 +20,10 @@ from idface.images import load_image
 
 pytestmark = pytest.mark.slow
 
-BUDGET = {"min_psnr": 30.0, "min_ssim": 0.95, "max_change": 20.0, "steps": 40}
+# a hard PSNR / SSIM / max-change budget without a colour-difference limit (the invisible default is
+# measured by scripts/bench_conceal.py; the astronaut's face is 88 px wide, too small for it)
+BUDGET = {"min_psnr": 30.0, "min_ssim": 0.95, "max_change": 20.0, "steps": 60, "escalate_to": 1.0,
+          "max_ciede2000_mean": None, "max_ciede2000_p99": None, "lr": 1.0}
 
 
 def check_against_judge(judge, report: dict, out: np.ndarray, source: np.ndarray, target: np.ndarray | None):
@@ -78,7 +81,8 @@ def test_impersonation_in_chosen_regions_is_verified_by_dlib(faces_dir, judge):
 
 def test_tighter_budget_is_respected(faces_dir):
     a = load_image(faces_dir / "astronaut.png")
-    budget = {"min_psnr": 44.0, "min_ssim": 0.99, "max_change": 4.0, "steps": 6, "robust": False}
+    budget = {"min_psnr": 44.0, "min_ssim": 0.99, "max_change": 4.0, "steps": 6, "robust": False,
+              "escalate_to": 1.0}
     result = conceal(a, faces_dir / "grace_hopper.jpg", goal="impersonate", regions="face",
                      attack=["dlib-resnet"], settings=budget)
     out = result.image

@@ -62,8 +62,8 @@ def test_generate_answers_while_a_conceal_runs_and_a_flood_is_refused(robust_app
     conceal_fn = next(d["id"] for d in probe.config["dependencies"] if d.get("api_name") == "conceal")
     generate_fn = next(d["id"] for d in probe.config["dependencies"] if d.get("api_name") == "generate")
     photo, target = probe.upload(faces_dir / "obama.jpg"), probe.upload(faces_dir / "biden.jpg")
-    # the tightest budget: the attack runs long (all its steps), so generation overlaps it
-    conceal_args = [photo, target, "impersonate", "photo", ["face"], ["dlib-resnet"], 45]
+    # the tightest starting budget (50 dB): the attack runs long, so generation overlaps it
+    conceal_args = [photo, target, "impersonate", "photo", ["face"], ["dlib-resnet"], 50]
 
     first = BrowserSession(url)
     done = {}
