@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,15 @@ def reference_verdict(entry: dict) -> str:
     return "the two faces are the same person" if same else "the two faces are different people"
 
 
+
+def public_label(label: str, folder: Path | None) -> str:
+    """A checkpoint description fit for visitors (the page, the PNG metadata): a folder inside
+    the project as weights/..., any other folder by its name only, never a server path."""
+    label = label.replace(str(REPO_ROOT) + os.sep, "")  # weights/... not /abs/path/weights/...
+    if folder is not None and str(folder) in label:
+        label = label.replace(str(folder), Path(folder).name)
+    return label
+
 class Engine:
     """Faces, recognizers and (when a checkpoint exists) the generator, on the CPU by default."""
 
@@ -161,7 +171,7 @@ class Engine:
             return
         source = getattr(self.pipeline, "source", None)
         label = source.describe() if source is not None else str(checkpoint)
-        self.checkpoint_label = label.replace(str(REPO_ROOT) + os.sep, "")  # weights/... not /abs/path/weights/...
+        self.checkpoint_label = public_label(label, getattr(source, "path", None))
 
     def pipeline_for(self, style: PreparedFace | None):
         """The base pipeline, or for a style face with fitted weights (FittedFace, held by that

@@ -168,3 +168,15 @@ def test_pipeline_leaves_a_training_model_trainable(faces):
     model = IdFaceModel("tiny").train()
     IdFacePipeline(model)(layout(), style=(faces[0], layout()))
     assert model.training and all(p.requires_grad for p in model.parameters())
+
+
+
+def test_checkpoint_label_shows_no_server_path(tmp_path):
+    from idface.engine import public_label
+    from idface.weights import REPO_ROOT
+
+    outside = tmp_path / "fitted-face"
+    assert public_label(f"folder {outside}", outside) == "folder fitted-face"
+    inside = REPO_ROOT / "weights" / "idface-demo"
+    assert public_label(f"bundled weights {inside} (demo)", inside) == "bundled weights weights/idface-demo (demo)"
+    assert public_label("Hub org/name@main", None) == "Hub org/name@main"
