@@ -22,8 +22,8 @@ Reports, for one preset (default paper-256, batch 1):
     plus the FLOPs and float32 time of folding the blocks for a new context;
   - style encoder latency (fp32, bf16-autocast);
   - matmul peak (fp32, bf16): the best of one trial per round, interleaved with the modes (a
-    matrix sized so one trial takes about 0.1 s at most --peak-size: bf16 without hardware
-    support is 100x slower), achieved GFLOP/s and achieved / peak; the folded-FLOP roofline
+    matrix of --peak-size, or smaller where one product would take over 0.1 s: bf16 without
+    hardware support is 100x slower), achieved GFLOP/s and achieved / peak; the folded-FLOP roofline
     (folded GFLOP / best peak) and the pipeline's time over it;
   - the load average, since the cores may be shared, and each mode's CPU time per image (all
     threads; divided by the thread count it estimates the wall time on idle cores). On shared
@@ -104,14 +104,15 @@ class MatmulPeak:
     """Best-of-trials matmul throughput of one dtype: call trial() now and then (interleaved with
     other work, so a burst of load from other jobs does not set the figure), read best()."""
 
-    def __init__(self, dtype: torch.dtype, max_size: int = 2048, target_s: float = 0.1):
+    def __init__(self, dtype: torch.dtype, max_size: int = 2048, grow_below_s: float = 0.05):
         self.dtype = dtype
         n = min(256, max_size)
-        while True:                       # grow while one product takes under target_s / 8
+        while n * 2 <= max_size:          # double while one product takes under grow_below_s
             a = torch.randn(n, n).to(dtype)
+            torch.mm(a, a)
             start = time.perf_counter()
             torch.mm(a, a)
-            if time.perf_counter() - start > target_s / 8 or n * 2 > max_size:
+            if time.perf_counter() - start >= grow_below_s:
                 break
             n *= 2
         self.size = n

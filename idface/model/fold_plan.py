@@ -13,10 +13,10 @@ model size and precision, and kept in the weights cache (idface.weights.timing_c
     choose_stages(timings)                     -> (fold?, ...) the rule, alone (tested)
     measure_stages(generator, dtype)           -> [StageTiming] both forms of every block
 
-The measurement times each transformer block on its stage's real width at up to
-MEASURE_TOKENS tokens (SELF_ATTENTION_TOKENS with self-attention; a band of rows of a larger stage: the blocks are token-wise apart from
-the self-attention, which both forms run the same way, so the difference between the forms is
-per token), both forms interleaved, best of a few runs each.
+The measurement times each transformer block on its stage's real width at up to MEASURE_TOKENS
+tokens (SELF_ATTENTION_TOKENS with self-attention): a band of rows of a larger stage. The blocks
+are token-wise apart from the self-attention, which both forms run the same way, so the
+difference between the forms is per token. Both forms run interleaved, best of a few runs each.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from idface.model.folding import fold_block, run_folded
 
 FOLD_ENV = "IDFACE_FOLD"
 FOLD_SETTINGS = ("auto", "on", "off")
-MEASURE_TOKENS = 4096          # tokens per timed block (at most; a stage's full h*w if fewer) ...
+MEASURE_TOKENS = 2048          # tokens per timed block (at most; a stage's full h*w if fewer) ...
 SELF_ATTENTION_TOKENS = 1024   # ... and per block with self-attention (its kernel is the same in
                                # both forms and grows with the square of the tokens)
-MEASURE_RUNS = (3, 15)         # best of at least 3, at most 15 runs per form ...
-CLEAR_RATIO = 1.15             # ... stopping after 3 when one form is this much faster
-MEASURE_BUDGET_S = 0.25        # ... or when the stage has taken this long
+MEASURE_RUNS = (2, 15)         # best of at least 2, at most 15 runs per form ...
+CLEAR_RATIO = 1.15             # ... stopping after 2 when one form is this much faster
+MEASURE_BUDGET_S = 0.25        # ... or when the stage has taken this long (paper-256: 4.5-8 s
+                               # in all on two Zen 3 cores under load 6.5; the demo model 0.1-0.5 s)
 
 
 def fold_setting(value: str | None = None) -> str:
