@@ -13,10 +13,18 @@ Reports, for one preset (default paper-256, batch 1):
       fp32-folded    every transformer block folded with the context (idface.model.folding:
                      exact algebra, fewer FLOPs), float32
       bf16-folded    the bfloat16 generator with the blocks folded in float32 and rounded once
+      pipeline       exactly what IdFacePipeline runs here (its precision, IDFACE_PRECISION or
+                     --pipeline-precision, and its per-stage fold plan: idface.model.fold_plan,
+                     timed once per machine and cached; `pipeline_mode` in the report says which
+                     stages run folded and why), with its ratio to the fastest mode of the run
+    timed round-robin (one run of every mode per round, so load from other jobs hits them alike),
     with each mode's difference from fp32 on the same input (max / mean abs on [-1, 1], PSNR);
     plus the FLOPs and float32 time of folding the blocks for a new context;
   - style encoder latency (fp32, bf16-autocast);
-  - matmul peak (fp32, bf16) measured in the same run, achieved GFLOP/s and achieved / peak;
+  - matmul peak (fp32, bf16): the best of one trial per round, interleaved with the modes (a
+    matrix of --peak-size, or smaller where one product would take over 0.1 s: bf16 without
+    hardware support is 100x slower), achieved GFLOP/s and achieved / peak; the folded-FLOP roofline
+    (folded GFLOP / best peak) and the pipeline's time over it;
   - the load average, since the cores may be shared, and each mode's CPU time per image (all
     threads; divided by the thread count it estimates the wall time on idle cores). On shared
     cores OpenMP's spinning threads collapse when other jobs compete;
@@ -33,7 +41,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Callable
@@ -44,7 +51,7 @@ from idface.labels import CLASS_INDEX
 from idface.model import ContextKV, IdFaceModel, get_config
 from idface.tensors import onehot
 
-MODES = ("fp32", "bf16-autocast", "bf16", "fp32-folded", "bf16-folded")
+MODES = ("fp32", "bf16-autocast", "bf16", "fp32-folded", "bf16-folded", "pipeline")
 FOLDED = ("fp32-folded", "bf16-folded")
 
 
@@ -56,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--pipeline-precision", default=None,
+                        help="the pipeline mode's precision (default: IDFACE_PRECISION, as the app)")
     parser.add_argument("--peak-size", type=int, default=2048, help="matmul size for the peak (default 2048)")
     parser.add_argument("--skip-style", action="store_true", help="skip the style encoder timing")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -91,24 +100,53 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+class MatmulPeak:
+    """Best-of-trials matmul throughput of one dtype: call trial() now and then (interleaved with
+    other work, so a burst of load from other jobs does not set the figure), read best()."""
+
+    def __init__(self, dtype: torch.dtype, max_size: int = 2048, grow_below_s: float = 0.05):
+        self.dtype = dtype
+        n = min(256, max_size)
+        while n * 2 <= max_size:          # double while one product takes under grow_below_s
+            a = torch.randn(n, n).to(dtype)
+            torch.mm(a, a)
+            start = time.perf_counter()
+            torch.mm(a, a)
+            if time.perf_counter() - start >= grow_below_s:
+                break
+            n *= 2
+        self.size = n
+        self.a, self.b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        torch.mm(self.a, self.b)          # warm-up
+
+    def trial(self) -> None:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        torch.mm(self.a, self.b)
+        self.wall.append(time.perf_counter() - start)
+        self.cpu.append(time.process_time() - start_cpu)
+
+    def best(self) -> tuple[float, float]:
+        """(GFLOP per wall second, GFLOP per CPU second of all threads), each the best trial."""
+        flop = 2 * self.size**3
+        return flop / min(self.wall) / 1e9, flop / max(min(self.cpu), 1e-9) / 1e9
+
+
 def matmul_peak(dtype: torch.dtype, n: int = 2048, runs: int = 5) -> tuple[float, float]:
-    """(GFLOP per wall second, GFLOP per CPU second of all threads) of an n x n matmul."""
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
-    cpu: list[float] = []
-    seconds, _ = median_seconds(lambda: torch.mm(a, b), runs, 2, cpu)
-    return 2 * n**3 / seconds / 1e9, 2 * n**3 / statistics.median(cpu) / 1e9
+    """(GFLOP per wall second, GFLOP per CPU second of all threads): best of `runs` trials of a
+    matmul of at most n x n (smaller where one product would be slow, e.g. bf16 without hardware
+    support)."""
+    peak = MatmulPeak(dtype, n)
+    for _ in range(runs):
+        peak.trial()
+    return peak.best()
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from idface.weights import cpu_identity
+
+    return cpu_identity()["model_name"]
 
 
 def example_inputs(config, seed: int = 0):
@@ -143,7 +181,7 @@ def build_model(args) -> tuple[IdFaceModel, str]:
 
 
 def to_bf16(kv: list[ContextKV]) -> list[ContextKV]:
-    return [ContextKV(*(t.to(torch.bfloat16) for t in layer)) for layer in kv]
+    return [layer.to(torch.bfloat16) for layer in kv]
 
 
 def run_bench(args) -> dict:
@@ -186,10 +224,24 @@ def run_bench(args) -> dict:
         fold_seconds, _ = median_seconds(lambda: generator.fold(context), 5, 1)
         report["fold_blocks_ms"] = round(fold_seconds * 1e3, 1)
         report["gflop_per_image"] = {k: float(f"{v / 1e9:.4g}") for k, v in flops.items()}
-        peaks = {"fp32": matmul_peak(torch.float32, args.peak_size),
-                 "bf16": matmul_peak(torch.bfloat16, args.peak_size)}
-        report["matmul_peak_gflops"] = {k: round(v[0], 1) for k, v in peaks.items()}
-        report["matmul_peak_gflop_per_cpu_second"] = {k: round(v[1], 1) for k, v in peaks.items()}
+        from idface.engine import PRECISION
+        from idface.pipeline import IdFacePipeline
+
+        pipe = IdFacePipeline(model, precision=args.pipeline_precision or PRECISION)
+        plan_start = time.perf_counter()
+        plan = pipe.fold_plan                          # as the app decides it: env, cache or timing
+        plan_ms = (time.perf_counter() - plan_start) * 1e3
+        pipe_blocks = pipe.fold(context)
+        flops["generator_pipeline"] = count_flops(lambda: pipe.run_generator(mask, pipe_blocks))
+        report["gflop_per_image"]["generator_pipeline"] = float(f"{flops['generator_pipeline'] / 1e9:.4g}")
+        same_as = {(True,) * len(plan.stages): f"{pipe.precision}-folded",
+                   (False,) * len(plan.stages): pipe.precision}.get(plan.stages)
+        report["pipeline_mode"] = {
+            **plan.to_json(),
+            "describe": plan.describe([config.base_resolution * 2**i for i in range(config.num_stages)]),
+            "same_as": same_as,                        # a fixed mode it equals, or None (mixed)
+            "decision_ms": round(plan_ms, 1),          # measuring (first time here) or reading the cache
+        }
 
         reference = generator(mask, context_kv=kv).float()
         runners: dict[str, Callable[[], torch.Tensor]] = {}
@@ -207,26 +259,47 @@ def run_bench(args) -> dict:
             folded_bf16 = [block.to(torch.bfloat16) for block in folded]
             runners["bf16"] = lambda: generator_bf16(mask_bf16, context_kv=kv_bf16)
             runners["bf16-folded"] = lambda: generator_bf16(mask_bf16, folded=folded_bf16)
+        runners["pipeline"] = lambda: pipe.run_generator(mask, pipe_blocks)
+
+        # Round-robin: every round one peak trial per dtype and one run of every mode, so that a
+        # burst of load from other jobs hits all of them alike; --warmup rounds are not timed.
+        peaks = {"fp32": MatmulPeak(torch.float32, args.peak_size),
+                 "bf16": MatmulPeak(torch.bfloat16, args.peak_size)}
+        wall: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
+        for run in range(args.warmup + args.runs):
+            for peak in peaks.values():
+                peak.trial()
+            for mode in modes:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                runners[mode]()
+                if run >= args.warmup:
+                    wall[mode].append(time.perf_counter() - start)
+                    cpu[mode].append(time.process_time() - start_cpu)
+        best = {k: p.best() for k, p in peaks.items()}
+        report["matmul_peak_gflops"] = {k: round(v[0], 1) for k, v in best.items()}
+        report["matmul_peak_gflop_per_cpu_second"] = {k: round(v[1], 1) for k, v in best.items()}
+        report["matmul_peak_trials"] = {k: {"size": p.size, "trials": len(p.wall)} for k, p in peaks.items()}
 
         report["generator"] = {}
         for mode in modes:
             out = runners[mode]().float()
             err = (out - reference).abs()
             mse = float(((out - reference) / 2).square().mean())            # on a [0, 1] scale
-            cpu: list[float] = []
-            seconds, times = median_seconds(runners[mode], args.runs, args.warmup, cpu)
-            precision = "fp32" if mode.startswith("fp32") else "bf16"
+            seconds, cpu_seconds = statistics.median(wall[mode]), statistics.median(cpu[mode])
+            precision = pipe.precision if mode == "pipeline" else "fp32" if mode.startswith("fp32") else "bf16"
             peak = report["matmul_peak_gflops"][precision]
-            mode_flops = flops["generator_folded" if mode in FOLDED else "generator_cached_context"]
+            mode_flops = flops["generator_pipeline" if mode == "pipeline" else
+                               "generator_folded" if mode in FOLDED else "generator_cached_context"]
             achieved = mode_flops / seconds / 1e9
-            achieved_cpu = mode_flops / statistics.median(cpu) / 1e9
+            achieved_cpu = mode_flops / cpu_seconds / 1e9
             report["generator"][mode] = {
                 "median_ms": round(seconds * 1e3, 1),
                 "gflop": float(f"{mode_flops / 1e9:.4g}"),
-                "min_ms": round(min(times) * 1e3, 1),
+                "min_ms": round(min(wall[mode]) * 1e3, 1),
                 # CPU time of all threads per image: on shared cores, cpu_ms / threads estimates
                 # the wall time on idle ones better than the wall time does
-                "cpu_ms": round(statistics.median(cpu) * 1e3, 1),
+                "cpu_ms": round(cpu_seconds * 1e3, 1),
                 "achieved_gflops": float(f"{achieved:.4g}"),
                 "achieved_over_peak": float(f"{achieved / peak:.3g}"),
                 # the same ratio per CPU second (both sides): robust to other jobs on the cores
@@ -249,8 +322,24 @@ def run_bench(args) -> dict:
                 seconds, _ = median_seconds(style_run, max(3, args.runs // 2), 1)
                 report["style_encoder"][mode] = {"median_ms": round(seconds * 1e3, 1)}
 
-    fastest = min(report["generator"], key=lambda m: report["generator"][m]["median_ms"])
-    report["fastest_mode"] = fastest
+    timed = report["generator"]
+    fixed = [m for m in timed if m != "pipeline"] or list(timed)
+    fastest = min(fixed, key=lambda m: timed[m]["median_ms"])
+    report["fastest_mode"] = fastest                   # of the fixed modes
+    # the folded-FLOP roofline: folded GFLOP at the best matmul peak of the run (bf16 where the
+    # CPU has it; fp32 where bf16 matmuls are emulated and slower)
+    peak_precision = max(report["matmul_peak_gflops"], key=report["matmul_peak_gflops"].get)
+    roofline_ms = flops["generator_folded"] / report["matmul_peak_gflops"][peak_precision] / 1e6
+    report["roofline"] = {
+        "folded_gflop": report["gflop_per_image"]["generator_folded"],
+        "peak_precision": peak_precision,
+        "peak_gflops": report["matmul_peak_gflops"][peak_precision],
+        "ms": round(roofline_ms, 1),
+        "ms_at_bf16_peak": round(flops["generator_folded"] / report["matmul_peak_gflops"]["bf16"] / 1e6, 1),
+    }
+    if "pipeline" in timed:
+        report["pipeline_over_fastest"] = round(timed["pipeline"]["median_ms"] / timed[fastest]["median_ms"], 3)
+        report["roofline"]["pipeline_over_roofline"] = round(timed["pipeline"]["median_ms"] / roofline_ms, 2)
     report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
@@ -266,7 +355,8 @@ def print_report(report: dict) -> None:
           f"context), folded generator {f['generator_folded']:.4g} (+ {f['fold_blocks']:.2g} and "
           f"{report['fold_blocks_ms']:.0f} ms to fold the blocks), style encoder {f['style_encoder']:.1f}")
     peak = report["matmul_peak_gflops"]
-    print(f"matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    print(f"matmul peak here (best of {report['matmul_peak_trials']['fp32']['trials']} trials): "
+          f"fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s")
     for mode, r in report["generator"].items():
         print(f"generator {mode:>13}: median {r['median_ms']:7.1f} ms (min {r['min_ms']:.1f}, "
               f"CPU {r['cpu_ms']:.0f} ms), "
@@ -276,6 +366,14 @@ def print_report(report: dict) -> None:
               f"PSNR {r['psnr_vs_fp32_db']:.1f} dB")
     for mode, r in report.get("style_encoder", {}).items():
         print(f"style encoder {mode:>9}: median {r['median_ms']:.1f} ms")
+    pm = report["pipeline_mode"]
+    print(f"pipeline mode: {pm['describe']}" + (f" = {pm['same_as']}" if pm["same_as"] else " (mixed)"))
+    r = report["roofline"]
+    line = f"folded-FLOP roofline {r['ms']:.0f} ms ({r['folded_gflop']:.4g} GFLOP at the {r['peak_precision']} peak)"
+    if "pipeline_over_fastest" in report:
+        line += (f"; pipeline / fastest {report['pipeline_over_fastest']:.3f}, "
+                 f"pipeline / roofline {r['pipeline_over_roofline']:.2f}")
+    print(line)
     m = report["machine"]
     print(f"fastest: {report['fastest_mode']}; threads {m['threads']}, load average "
           f"{m['load_average_before'][0]} -> {m['load_average_after'][0]}")

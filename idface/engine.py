@@ -169,6 +169,11 @@ class Engine:
             if named or not isinstance(err, WeightsNotFoundError):
                 self.generator_help = f"The generator checkpoint could not be loaded: {err}"
             return
+        # which generator stages run folded: timed now (once per machine and size, then cached),
+        # so that the first visitor does not wait for it
+        plan = self.pipeline.fold_plan
+        log.info("generator fold plan: %s", plan.describe(
+            [self.pipeline.config.base_resolution * 2**i for i in range(self.pipeline.config.num_stages)]))
         source = getattr(self.pipeline, "source", None)
         label = source.describe() if source is not None else str(checkpoint)
         self.checkpoint_label = public_label(label, getattr(source, "path", None))

@@ -11,7 +11,8 @@ the CLI and evaluation.
 
 Style codes (per image + label map), identity tokens (per embedding) and the generator's blocks
 folded with the context (per codes + identity; idface.model.folding, exact) are cached by content
-hash in small LRU caches, so editing the mask reruns only the folded generator. Inputs are validated with one-line InputErrors.
+hash in small LRU caches, so editing the mask reruns only the folded generator. Which blocks run
+folded is timed once on this machine (idface.model.fold_plan: `pipe.fold_plan`; IDFACE_FOLD=auto|on|off). Inputs are validated with one-line InputErrors.
 Face images are never stored: caches keep codes derived from them, keyed by a hash, bounded, and
 `clear_caches()` drops them.
 """
@@ -33,6 +34,8 @@ from PIL import Image
 from idface.errors import InputError
 from idface.labels import CLASS_NAMES, IDENTITY_TOKEN, NUM_CLASSES, TOKEN_NAMES, class_index, validate_label_map  # noqa: F401
 from idface.model import IdFaceModel
+from idface.model.fold_plan import FoldPlan, fold_setting, plan_folding
+from idface.model.generator import to_dtype
 from idface.tensors import onehot
 
 PRECISIONS = ("fp32", "bf16")
@@ -121,6 +124,8 @@ class IdFacePipeline:
         self._generator_bf16 = (
             copy.deepcopy(model.generator).to(torch.bfloat16) if precision == "bf16" else None
         )
+        fold_setting()                                       # a bad IDFACE_FOLD fails here, in one line
+        self._fold_plan: FoldPlan | None = None              # timed at first use (fold_plan)
         self.source = source                                 # hub.CheckpointSource when resolved
         self.style_cache = LRUCache(cache_size)
         self.identity_cache = LRUCache(cache_size)
@@ -239,6 +244,36 @@ class IdFacePipeline:
             codes[k], presence[k] = style.codes[k], style.presence[k]
         return StyleCodes(codes, presence, content_hash(codes.numpy()))
 
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The generator module that runs the pixels (a bfloat16 copy for precision bf16)."""
+        return self._generator_bf16 if self._generator_bf16 is not None else self.model.generator
+
+    @property
+    def fold_plan(self) -> FoldPlan:
+        """Which stages run folded here (idface.model.fold_plan): decided once, at first use,
+        by IDFACE_FOLD or a short timing cached per machine, size and precision."""
+        with self._lock:
+            if self._fold_plan is None:
+                self._fold_plan = plan_folding(self.generator, self.precision, self.config)
+            return self._fold_plan
+
+    def fold(self, context: torch.Tensor) -> list:
+        """context [1, T, C] float32 -> what the generator runs per block for it: folded blocks
+        where fold_plan says so, the plain blocks' ContextKV elsewhere; computed in float32 and
+        rounded once for bf16."""
+        with torch.inference_mode():
+            blocks = self.model.generator.fold(context, self.fold_plan.stages)
+        return to_dtype(blocks, torch.bfloat16) if self._generator_bf16 is not None else blocks
+
+    def run_generator(self, mask: torch.Tensor, blocks: list, attention: bool = False):
+        """mask [1, K, H, W] float32 one-hot + `fold`'s blocks -> image [1, 3, H, W] (and with
+        `attention` the per-stage LayerAttention): exactly what a call runs."""
+        if self._generator_bf16 is not None:
+            mask = mask.to(torch.bfloat16)
+        with torch.inference_mode():
+            return self.generator(mask, folded=blocks, return_attention=attention)
+
     def _folded(self, style: StyleCodes, token: torch.Tensor, token_key: str):
         """The generator's blocks folded with this context (idface.model.folding), cached."""
         key = content_hash(style.key, token_key, self.precision)
@@ -246,10 +281,7 @@ class IdFacePipeline:
         def make():
             with torch.inference_mode():
                 context = self.model.context(style.codes[None], token)    # [1, 20, C]
-                folded = self.model.generator.fold(context)              # float32, exact
-            if self._generator_bf16 is not None:
-                folded = [block.to(torch.bfloat16) for block in folded]
-            return folded
+            return self.fold(context)
 
         return self.context_cache.get_or_make(key, make)
 
@@ -275,11 +307,7 @@ class IdFacePipeline:
             token, token_key = self.identity_token(identity_embedding)
             folded = self._folded(codes, token, token_key)
             want = attention or layer_attention
-            generator, mask = self.model.generator, self._onehot(lm)
-            if self._generator_bf16 is not None:
-                generator, mask = self._generator_bf16, mask.to(torch.bfloat16)
-            with torch.inference_mode():
-                out = generator(mask, folded=folded, return_attention=want)
+            out = self.run_generator(self._onehot(lm), folded, attention=want)
             image, layers = out if want else (out, [])
         rgb = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         result = GenerationResult(
@@ -288,7 +316,8 @@ class IdFacePipeline:
             codes=codes.codes.numpy().copy(),
             presence=codes.presence.numpy().copy(),
             identity_token=token[0, 0].numpy().copy(),
-            info={"precision": self.precision, "source": self.source.describe() if self.source else None},
+            info={"precision": self.precision, "source": self.source.describe() if self.source else None,
+                  "folded_stages": list(self.fold_plan.stages)},
         )
         if attention:
             size = self.image_size

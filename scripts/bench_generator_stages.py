@@ -72,7 +72,7 @@ def main() -> int:
         kv = model.generator.fold_context(context)
         folded = model.generator.fold(context)
         generator = copy.deepcopy(model.generator).to(dtype)
-        kv = [type(layer)(*(t.to(dtype) for t in layer)) for layer in kv]
+        kv = [layer.to(dtype) for layer in kv]
         folded = [block.to(dtype) for block in folded]
         mask = mask.to(dtype)
         plain = stage_times(generator, mask, lambda i, block, x: block(x, kv[i])[0], args.runs)

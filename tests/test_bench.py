@@ -9,12 +9,38 @@ from idface.cli import main
 
 
 @pytest.mark.slow
-def test_bench_json_reports_every_figure(capsys):
-    code = main(["bench", "--preset", "tiny", "--runs", "1", "--warmup", "0", "--peak-size", "256", "--json"])
+def test_bench_json_reports_every_figure(capsys, tmp_path, monkeypatch):
+    from idface.weights import forget_timing_choices
+
+    # the pipeline mode as the app would decide it on a machine seen for the first time: timed
+    monkeypatch.setenv("IDFACE_FOLD", "auto")
+    monkeypatch.setenv("IDFACE_CACHE_DIR", str(tmp_path))
+    forget_timing_choices()
+    try:
+        code = main(["bench", "--preset", "tiny", "--runs", "2", "--warmup", "0", "--peak-size", "256",
+                     "--pipeline-precision", "fp32", "--json"])
+    finally:
+        forget_timing_choices()
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["preset"] == "tiny"
-    assert set(report["generator"]) == {"fp32", "bf16-autocast", "bf16", "fp32-folded", "bf16-folded"}
+    assert set(report["generator"]) == {"fp32", "bf16-autocast", "bf16", "fp32-folded", "bf16-folded", "pipeline"}
+    plan = report["pipeline_mode"]
+    assert plan["precision"] == "fp32" and plan["decided_by"] == "timed"
+    assert len(plan["folded_stages"]) == len(plan["stage_timings_ms"]) == 4
+    assert plan["folded_stages"] == [t["folded"] <= t["plain"] for t in plan["stage_timings_ms"]]
+    assert plan["same_as"] == {(True,) * 4: "fp32-folded", (False,) * 4: "fp32"}.get(tuple(plan["folded_stages"]))
+    assert report["generator"]["pipeline"]["max_abs_diff_vs_fp32"] < 1e-4       # fp32, exact algebra
+    assert report["fastest_mode"] != "pipeline"
+    assert report["pipeline_over_fastest"] == pytest.approx(
+        report["generator"]["pipeline"]["median_ms"] / report["generator"][report["fastest_mode"]]["median_ms"],
+        rel=0.01)
+    roofline = report["roofline"]
+    assert roofline["peak_gflops"] == max(report["matmul_peak_gflops"].values())
+    assert roofline["ms"] == pytest.approx(roofline["folded_gflop"] / roofline["peak_gflops"] * 1e3, rel=0.01)
+    assert roofline["pipeline_over_roofline"] > 0
+    for trials in report["matmul_peak_trials"].values():      # one trial per round
+        assert trials["trials"] == 2 and 0 < trials["size"] <= 256
     assert report["generator"]["fp32-folded"]["max_abs_diff_vs_fp32"] < 1e-4    # exact algebra
     assert report["generator"]["bf16-folded"]["psnr_vs_fp32_db"] > 30
     assert 0 < report["gflop_per_image"]["generator_folded"] <= report["gflop_per_image"]["generator_cached_context"]

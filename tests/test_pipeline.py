@@ -135,6 +135,42 @@ def test_bf16_stays_close_to_fp32(model, faces):
     assert np.abs(fp32 - bf16).mean() < 4          # uint8 levels
 
 
+@pytest.mark.parametrize("stages", [(False, True, False, True), (True, True, False, False)])
+def test_the_fold_plan_follows_the_timing_cache(model, faces, stages, tmp_path, monkeypatch):
+    """IDFACE_FOLD=auto with a pre-filled timing cache: the pipeline runs the stages the stored
+    timings favour (no measurement), and the image is the plain generator's (IDFACE_FOLD=off)."""
+    from idface.model.fold_plan import plan_key
+    from idface.weights import forget_timing_choices, save_timing_choice
+
+    monkeypatch.setenv("IDFACE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("IDFACE_FOLD", "auto")
+    forget_timing_choices()
+    try:
+        save_timing_choice(plan_key(model.config, "fp32"), {"timings": [
+            {"plain_s": 1.0, "folded_s": 0.5 if fold else 2.0, "tokens": 16} for fold in stages]})
+        forget_timing_choices()                           # read back from the file, as a new process
+        pipe = IdFacePipeline(model)
+        style, emb = (faces[0], layout()), np.linspace(-1, 1, 128)
+        result = pipe(layout(), style=style, identity_embedding=emb)
+        assert pipe.fold_plan.stages == stages and pipe.fold_plan.decided_by == "cached timing"
+        assert result.info["folded_stages"] == list(stages)
+        monkeypatch.setenv("IDFACE_FOLD", "off")
+        plain = IdFacePipeline(model)
+        reference = plain(layout(), style=style, identity_embedding=emb)
+        assert plain.fold_plan.stages == (False,) * len(stages)
+    finally:
+        forget_timing_choices()
+    assert np.abs(result.image.astype(int) - reference.image.astype(int)).max() <= 1   # float32 rounding
+    for name in TOKEN_NAMES:
+        assert np.abs(result.attention[name] - reference.attention[name]).max() < 1e-4
+
+
+def test_a_bad_fold_setting_stops_the_pipeline_in_one_line(model, monkeypatch):
+    monkeypatch.setenv("IDFACE_FOLD", "sometimes")
+    with pytest.raises(InputError, match=r"^IDFACE_FOLD='sometimes' is not one of auto, on, off"):
+        IdFacePipeline(model)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda p, f: p(layout()), "a style is needed"),
     (lambda p, f: p(layout(), style=(f[0], layout(32))), "same aligned face"),

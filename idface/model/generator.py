@@ -46,6 +46,14 @@ class ContextKV(NamedTuple):
     value_out: torch.Tensor   # [B, heads * T, inner]  V_h W_o,h^T, per head
     film: torch.Tensor | None = None   # [B, 2 * C] identity modulation (scale | shift), or None
 
+    def to(self, dtype: torch.dtype) -> "ContextKV":
+        return ContextKV(*(None if t is None else t.to(dtype) for t in self))
+
+
+def to_dtype(blocks: "list[FoldedBlock | ContextKV]", dtype: torch.dtype) -> "list[FoldedBlock | ContextKV]":
+    """Generator.fold's blocks rounded once to `dtype` (bfloat16 for a bfloat16 generator)."""
+    return [block.to(dtype) for block in blocks]
+
 
 @dataclass
 class LayerAttention:
@@ -237,11 +245,18 @@ class Generator(nn.Module):
         """context [B, T, code_dim] -> one ContextKV per cross-attention layer (cacheable)."""
         return [block.fold_context(context) for block in self.transformer_blocks]
 
-    def fold(self, context: torch.Tensor) -> list[FoldedBlock]:
-        """context [B, T, code_dim] -> every transformer block folded with it, for inference
-        (idface.model.folding: the same function, fewer FLOPs; cacheable, `.to(dtype)`)."""
+    def fold(self, context: torch.Tensor, stages: "tuple[bool, ...] | list[bool] | None" = None
+             ) -> list[FoldedBlock | ContextKV]:
+        """context [B, T, code_dim] -> per transformer block, for inference: the block folded with
+        it (FoldedBlock; idface.model.folding: the same function, fewer FLOPs) where `stages[i]`
+        is True (None: every block), else the block's ContextKV (the plain block runs). Cacheable;
+        `to_dtype(blocks, dtype)` rounds them for a bfloat16 generator."""
+        stages = [True] * len(self.transformer_blocks) if stages is None else list(stages)
+        if len(stages) != len(self.transformer_blocks):
+            raise ValueError(f"{len(stages)} fold choices for {len(self.transformer_blocks)} blocks")
         with torch.no_grad():
-            return [fold_block(block, context) for block in self.transformer_blocks]
+            return [fold_block(block, context) if fold else block.fold_context(context)
+                    for block, fold in zip(self.transformer_blocks, stages)]
 
     def forward(
         self,
@@ -249,11 +264,12 @@ class Generator(nn.Module):
         context: torch.Tensor | None = None,
         *,
         context_kv: list[ContextKV] | None = None,
-        folded: list[FoldedBlock] | None = None,
+        folded: list[FoldedBlock | ContextKV] | None = None,
         return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[LayerAttention]]:
         """mask [B, K, H, W] one-hot, context [B, T, code_dim] (or its `context_kv`, or the
-        blocks `folded` with it, inference only) -> image [B, 3, H', W'] in [-1, 1]
+        blocks `folded` with it, inference only: `fold`, a FoldedBlock or a ContextKV per block)
+        -> image [B, 3, H', W'] in [-1, 1]
         (H' = config.image_size), and with return_attention a LayerAttention per stage."""
         if context_kv is None and folded is None:
             if context is None:
@@ -263,7 +279,8 @@ class Generator(nn.Module):
         attention = []
         for i, (res, block) in enumerate(zip(self.res_blocks, self.transformer_blocks)):
             x = res(x)
-            x, logits = run_folded(block, x, folded[i]) if folded is not None else block(x, context_kv[i])
+            step = folded[i] if folded is not None else context_kv[i]
+            x, logits = run_folded(block, x, step) if isinstance(step, FoldedBlock) else block(x, step)
             if return_attention:
                 b, _, h, w = x.shape
                 attention.append(LayerAttention(

