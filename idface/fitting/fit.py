@@ -40,7 +40,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from idface import metrics as M
@@ -243,20 +242,6 @@ def frozen_stages(generator, frozen: tuple[str, ...]) -> int:
             f"transformer_blocks.{count}"):
         count += 1
     return count
-
-
-def run_stages(generator, x: torch.Tensor, context_kv: list, first: int, end: int | None = None) -> torch.Tensor:
-    """Generator stages first..end-1 on features x (the mask embedder's output for first = 0);
-    with end None, the remaining stages and the RGB head -> image [B, 3, S, S]. The same
-    computation as idface.model.generator.Generator.forward, split so that fitting can keep the
-    frozen stages' output."""
-    last = len(generator.res_blocks) if end is None else end
-    for i in range(first, last):
-        x = generator.res_blocks[i](x)
-        x, _ = generator.transformer_blocks[i](x, context_kv[i])
-    if end is not None:
-        return x
-    return torch.tanh(generator.to_rgb(F.silu(generator.norm_out(x))))
 
 
 def face_region(label: np.ndarray) -> np.ndarray:
@@ -499,9 +484,9 @@ def fit_prepared(
                 return generator(mask_1hot, ctx)
             if key not in prefix_cache:
                 with torch.no_grad():
-                    prefix_cache[key] = run_stages(generator, generator.mask_embedder(mask_1hot),
+                    prefix_cache[key] = generator.run_stages(generator.mask_embedder(mask_1hot),
                                                    generator.fold_context(ctx), 0, start)
-            return run_stages(generator, prefix_cache[key], generator.fold_context(ctx), start)
+            return generator.run_stages(prefix_cache[key], generator.fold_context(ctx), start)
 
         available = {"photo": True, "edit": bool(edits), "anchor": bool(others), "foreign": bool(foreign)}
         kinds = [k for k in cfg.schedule if available.get(k)]

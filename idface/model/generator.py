@@ -288,5 +288,19 @@ class Generator(nn.Module):
                     logits=logits.mean(2).transpose(1, 2).reshape(b, -1, h, w),
                     probs=logits.softmax(-1).mean(2).transpose(1, 2).reshape(b, -1, h, w),
                 ))
-        image = torch.tanh(self.to_rgb(F.silu(self.norm_out(x))))
+        image = self.head(x)
         return (image, attention) if return_attention else image
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Last stage's features [B, C, S, S] -> image [B, 3, S, S] in [-1, 1]."""
+        return torch.tanh(self.to_rgb(F.silu(self.norm_out(x))))
+
+    def run_stages(self, x: torch.Tensor, context_kv: list[ContextKV], first: int = 0,
+                   end: int | None = None) -> torch.Tensor:
+        """Stages first..end-1 (plain blocks) on features x (the mask embedder's output for
+        first = 0); with end None, the remaining stages and the head -> image [B, 3, S, S]. The
+        computation of `forward`, split so that fitting can keep a frozen stage's output."""
+        last = len(self.res_blocks) if end is None else end
+        for i in range(first, last):
+            x, _ = self.transformer_blocks[i](self.res_blocks[i](x), context_kv[i])
+        return x if end is not None else self.head(x)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from idface.fitting.edits import UNTRAINED_EDITS, augmented_masks, random_blob_edit
-from idface.fitting.fit import FitConfig, frozen_stages, resize_labels, run_stages
+from idface.fitting.fit import FitConfig, frozen_stages, resize_labels
 from idface.fitting.locality import localise_mask_embedder
 from idface.fitting.optim import Adam
 from idface.fitting.threads import thread_local_torch_threads
@@ -103,8 +103,8 @@ def test_split_generator_run_equals_the_whole(aligned_face):
     assert frozen_stages(g, FitConfig().frozen) == 1 and frozen_stages(g, ()) == 0
     with torch.no_grad():
         kv = g.fold_context(context)
-        features = run_stages(g, g.mask_embedder(mask), kv, 0, 1)
-        torch.testing.assert_close(run_stages(g, features, kv, 1), g(mask, context))
+        features = g.run_stages(g.mask_embedder(mask), kv, 0, 1)
+        torch.testing.assert_close(g.run_stages(features, kv, 1), g(mask, context))
 
 
 def test_edit_pool_is_random_and_changes_every_mask(aligned_face):
