@@ -334,7 +334,7 @@ def run_bench(args) -> dict:
         "folded_gflop": report["gflop_per_image"]["generator_folded"],
         "peak_precision": peak_precision,
         "peak_gflops": report["matmul_peak_gflops"][peak_precision],
-        "ms": round(roofline_ms, 1),
+        "ms": round(roofline_ms, 3),
         "ms_at_bf16_peak": round(flops["generator_folded"] / report["matmul_peak_gflops"]["bf16"] / 1e6, 1),
     }
     if "pipeline" in timed:
