@@ -2,11 +2,16 @@
 
 Measured against assets/reference (scripts/bench_parser.py), each offline parser wins different
 classes: the mesh parser (idface.faces.mesh_parser) is better or level on background, hair, neck
-and clothes; the landmark parser's polygons on dlib's 68 points on eyes, brows, nose, lips and
-inner mouth. This parser runs both halves once:
+and clothes; the landmark parser (dlib's 68 points) on ears, eyes, brows, nose, lips and inner
+mouth. This parser runs both halves once:
 
-- coarse classes (background, skin, hair, ears, neck, clothes) from the mesh parser's marker
-  watershed (mesh_parser.label_regions with features=False: FaceMesh + selfie/meet segmentation);
+- coarse classes (background, skin, hair, neck, clothes) from the mesh parser's marker watershed
+  (mesh_parser.label_regions with features=False, ear_markers=False: FaceMesh + selfie/meet
+  segmentation);
+- ears from the landmark parser's rule (parse.landmark_ears: skin-coloured or shaded-skin pixels
+  in a box beside dlib's jaw points, joined to the face), on the mesh parser's person pixels
+  (no GrabCut), painted over background, hair or skin; measured, they beat the mesh parser's ears
+  on both sides;
 - brows, eyes, nose, upper/lower lip and inner mouth from the landmark parser's polygons
   (parse.paint_landmark_features) on dlib's 68 points found in the same frame, painted only on
   the pixels the mesh parser labelled skin (the face outline and forehead), so a stray landmark
@@ -25,7 +30,7 @@ import numpy as np
 
 from idface.faces.mesh_parser import MESH_MODELS_NOTE, MESH_PARSER_CANNOT_PRODUCE, MeshParser, label_regions
 from idface.faces.parse import LANDMARK_MODEL_NOTE, LANDMARK_PARSER_CANNOT_PRODUCE, LandmarkParser, \
-    paint_landmark_features
+    landmark_ears, paint_landmark_features
 from idface.labels import CLASS_INDEX
 
 COMBINED_PARSER_CANNOT_PRODUCE = tuple(c for c in MESH_PARSER_CANNOT_PRODUCE if c in LANDMARK_PARSER_CANNOT_PRODUCE)
@@ -45,8 +50,13 @@ class CombinedParser:
         """[S, S, 3] uint8 generator frame -> ([S, S] uint8 CelebAMask-HQ indices, notes).
         NoFaceError when FaceMesh sees no face in the frame."""
         points468 = self.mesh_parser.face_points(frame)  # [468, 2]
-        lm = label_regions(frame, points468, self.mesh_parser.person(frame), valid, features=False)  # [S, S]
         points68 = self.landmark_parser.landmarks68(frame)  # [68, 2]
+        lm = label_regions(frame, points468, self.mesh_parser.person(frame), valid, features=False,
+                           ear_markers=False)  # [S, S] coarse classes, no ears
+        free = np.isin(lm, [CLASS_INDEX[c] for c in ("background", "hair", "skin")])
+        image_left, image_right = landmark_ears(frame, points68, lm != CLASS_INDEX["background"])
+        lm[image_left & free] = CLASS_INDEX["r_ear"]  # the subject's right ear is on the image's left
+        lm[image_right & free] = CLASS_INDEX["l_ear"]
         paint_landmark_features(lm, points68, allowed=lm == CLASS_INDEX["skin"])
         notes = [f"mesh+landmarks: coarse classes from {MESH_MODELS_NOTE}; face features from {LANDMARK_MODEL_NOTE}",
                  "cannot produce: " + ", ".join(COMBINED_PARSER_CANNOT_PRODUCE)]

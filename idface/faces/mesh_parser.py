@@ -202,10 +202,11 @@ def _hue_chroma(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, valid: np.ndarray | None = None,
-                  features: bool = True) -> np.ndarray:
+                  features: bool = True, ear_markers: bool = True) -> np.ndarray:
     """Frame [S, S, 3] uint8, FaceMesh points p [468, 2], person probability [S, S] in [0, 1]
     (valid [S, S]: pixels from the photo, the rest is padding) -> label map [S, S] uint8.
-    features=False leaves the face features out (skin there): the coarse classes only.
+    features=False leaves the face features out (skin there): the coarse classes only; ear_markers=False
+    places no ear markers (the watershed gives those pixels to the classes around them).
 
     Sure markers for background, skin, hair, ears, neck and clothes come from the landmarks, the
     person probability and colour models; a marker-based watershed on the photo then places every
@@ -298,7 +299,8 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, val
             continue
         side = np.sign(xx[part].mean() - centre_x)
         core = cv2.erode(part.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
-        mark(core, "l_ear" if side == left_side else "r_ear")
+        if ear_markers:
+            mark(core, "l_ear" if side == left_side else "r_ear")
 
     # neck: below the chin, in a column under the lower jaw, shaded skin joined to the chin
     lower_jaw = jaw[4:17]

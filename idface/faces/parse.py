@@ -187,6 +187,64 @@ class _ColourModel:
         return np.sqrt(np.einsum("ni,ij,nj->n", d, self.inv, d)).reshape(lab.shape[:2])
 
 
+def _lower_face(shape: tuple[int, int], p: np.ndarray) -> np.ndarray:
+    """[S, S] bool: the hull of the jaw and brow points (the face below the brows)."""
+    return _hull(np.zeros(shape, np.uint8), np.vstack([p[0:17], p[17:27]])).astype(bool)
+
+
+def _skin_samples(shape: tuple[int, int], p: np.ndarray, eye_dist: float, up: np.ndarray) -> np.ndarray:
+    """[S, S] bool: where the skin colour is sampled (cheeks, nose bridge, between the brows)."""
+    r = 0.12 * eye_dist
+    return (_disc(shape, (p[1] + p[31] + p[40]) / 3, r) | _disc(shape, (p[15] + p[35] + p[47]) / 3, r)
+            | _disc(shape, (p[28] + p[29]) / 2, 0.6 * r)
+            | _disc(shape, (p[21] + p[22]) / 2 + up * 0.25 * eye_dist, 0.6 * r))  # between the brows
+
+
+def _shade_cues(lab: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Skin in shadow keeps its chroma: ([S, S] chroma-only distance to the skin samples,
+    [S, S] bool not too dark to be skin)."""
+    chroma_d = _ColourModel(lab[samples], 0.0).distance(lab)
+    shade_ok = lab[..., 0] > np.percentile(lab[..., 0][samples], 5) * 0.55
+    return chroma_d, shade_ok
+
+
+def _ears_beside_jaw(p: np.ndarray, eye_dist: float, person: np.ndarray, lower_face: np.ndarray,
+                     ear_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ears as ([S, S] bool on the image's left, on its right): ear-skin person pixels in a box
+    beside the jaw between brow and nose-base height, joined to the face, filled to their hull."""
+    shape = person.shape
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    ears = []
+    for direction, jaw_idx, outer in ((-1, slice(0, 4), p[0]), (1, slice(13, 17), p[16])):
+        x_near = outer[0] - direction * 0.05 * eye_dist
+        x_far = outer[0] + direction * 0.5 * eye_dist
+        y_top = outer[1] - 0.35 * eye_dist
+        y_bot = p[jaw_idx][:, 1].max() + 0.1 * eye_dist
+        box = ((xx - x_near) * direction >= 0) & ((x_far - xx) * direction >= 0) & (yy >= y_top) & (yy <= y_bot)
+        cand = _open_close(box & ear_skin & person & ~lower_face, 2, 3)
+        reach = 2 * int(0.12 * eye_dist) + 1  # a thin shadow or hair strand may separate ear and cheek
+        touching_face = cv2.dilate(lower_face.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool)
+        ear = _components_touching(cand, touching_face)
+        if ear.sum() < 0.02 * eye_dist ** 2:  # hidden by hair or too small to trust
+            ear = np.zeros(shape, bool)
+        else:  # the shaded folds inside the ear fail the colour test: take the outline's hull
+            ys, xs = np.nonzero(ear)
+            ear = _hull(np.zeros(shape, np.uint8), np.stack([xs, ys], 1)).astype(bool) & box & person & ~lower_face
+        ears.append(ear)
+    return ears[0], ears[1]
+
+
+def landmark_ears(frame: np.ndarray, p: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The landmark parser's ears on a frame [S, S, 3] uint8 with dlib's 68 points p [68, 2] and a
+    person mask [S, S] bool from elsewhere -> ([S, S] bool ear on the image's left, on its right)."""
+    lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
+    eye_dist, up = landmark_axes(p)
+    samples = _skin_samples(person.shape, p, eye_dist, up)
+    chroma_d, shade_ok = _shade_cues(lab, samples)
+    ear_skin = (_ColourModel(lab[samples]).distance(lab) < 4.5) | ((chroma_d < 4.5) & shade_ok)
+    return _ears_beside_jaw(p, eye_dist, person, _lower_face(person.shape, p), ear_skin)
+
+
 class LandmarkParser:
     """Classical parser around dlib's 68 landmarks (see module doc for what it can and cannot do)."""
 
@@ -241,13 +299,10 @@ class LandmarkParser:
         top_mid = (brow_pts[4] + brow_pts[5]) / 2 + up * 0.72 * eye_dist
         outline = np.vstack([p[0:17], forehead[::-1][:5], top_mid, forehead[::-1][5:]])
         face_area = _hull(np.zeros(shape, np.uint8), outline).astype(bool)
-        lower_face = _hull(np.zeros(shape, np.uint8), np.vstack([p[0:17], p[17:27]])).astype(bool)
+        lower_face = _lower_face(shape, p)
 
         # --- skin colour model from cheeks and nose bridge --------------------------------------
-        r = 0.12 * eye_dist
-        samples = (_disc(shape, (p[1] + p[31] + p[40]) / 3, r) | _disc(shape, (p[15] + p[35] + p[47]) / 3, r)
-                   | _disc(shape, (p[28] + p[29]) / 2, 0.6 * r)
-                   | _disc(shape, (p[21] + p[22]) / 2 + up * 0.25 * eye_dist, 0.6 * r))  # between the brows
+        samples = _skin_samples(shape, p, eye_dist, up)
         skin_model = _ColourModel(lab[samples])
         skin_d = skin_model.distance(lab)
         skin_loose = skin_d < 4.5
@@ -285,34 +340,16 @@ class LandmarkParser:
         below_jaw = (yy > jaw_line_y - 2) & person
         neck_band = np.abs(xx - chin[0]) < 0.5 * face_w + 0.25 * np.maximum(yy - chin[1], 0)
         # the neck is usually in the chin's shadow: judge it by chroma, allowing darker skin
-        chroma_d = _ColourModel(lab[samples], 0.0).distance(lab)
+        chroma_d, shade_ok = _shade_cues(lab, samples)
         skin_chroma = chroma_d < 3.0
-        shade_ok = lab[..., 0] > np.percentile(lab[..., 0][samples], 5) * 0.55
         neck = below_jaw & (skin_loose | (skin_chroma & shade_ok)) & neck_band & ~lower_face
         neck = _open_close(neck, 3, 5)
         jaw_seed = _hull(np.zeros(shape, np.uint8), np.vstack([p[3:14], p[3:14] + [0, 0.25 * eye_dist]])).astype(bool)
         neck = _components_touching(neck, jaw_seed & ~lower_face)
 
         # --- ears: skin beside the jaw between brow and nose-base height, joined to the face -----
-        ears = {}
-        for side, jaw_idx, outer in (("left", slice(0, 4), p[0]), ("right", slice(13, 17), p[16])):
-            direction = -1 if side == "left" else 1
-            x_near = outer[0] - direction * 0.05 * eye_dist
-            x_far = outer[0] + direction * 0.5 * eye_dist
-            y_top = outer[1] - 0.35 * eye_dist
-            y_bot = p[jaw_idx][:, 1].max() + 0.1 * eye_dist
-            box = ((xx - x_near) * direction >= 0) & ((x_far - xx) * direction >= 0) & (yy >= y_top) & (yy <= y_bot)
-            ear_skin = skin_loose | ((chroma_d < 4.5) & shade_ok)  # ears are often redder and shaded
-            cand = _open_close(box & ear_skin & person & ~lower_face, 2, 3)
-            reach = 2 * int(0.12 * eye_dist) + 1  # a thin shadow or hair strand may separate ear and cheek
-            touching_face = cv2.dilate(lower_face.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool)
-            ear = _components_touching(cand, touching_face)
-            if ear.sum() < 0.02 * eye_dist ** 2:  # hidden by hair or too small to trust
-                ear = np.zeros(shape, bool)
-            else:  # the shaded folds inside the ear fail the colour test: take the outline's hull
-                ys, xs = np.nonzero(ear)
-                ear = _hull(np.zeros(shape, np.uint8), np.stack([xs, ys], 1)).astype(bool) & box & person & ~lower_face
-            ears[side] = ear
+        ear_skin = skin_loose | ((chroma_d < 4.5) & shade_ok)  # ears are often redder and shaded
+        ears = dict(zip(("left", "right"), _ears_beside_jaw(p, eye_dist, person, lower_face, ear_skin)))
 
         # --- hair vs clothes among the remaining person pixels ----------------------------------
         # Seeds: above the jaw's widest point it is hair; in the bottom rows, away from the neck

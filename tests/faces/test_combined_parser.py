@@ -1,5 +1,5 @@
 """The "mesh+landmarks" parser: its coarse classes are the mesh parser's, its face features the
-landmark parser's polygons (placed inside the mesh parser's skin)."""
+landmark parser's polygons (placed inside the mesh parser's skin), its ears the landmark parser's rule."""
 
 import numpy as np
 import pytest
@@ -35,8 +35,11 @@ def test_features_from_landmarks_coarse_classes_from_mesh(frames, name):
     assert feature.sum() > 1000 and (lm[feature] == landmarks[feature]).all()
     landmark_feature = np.isin(landmarks, FEATURES)
     assert (lm[landmark_feature] == landmarks[landmark_feature]).mean() > 0.95
-    # away from the features (in both maps) every pixel is the mesh parser's coarse label
-    coarse = ~feature & ~np.isin(mesh, FEATURES)
-    assert (lm[coarse] == mesh[coarse]).all()
+    # away from the features and ears (in both maps) the pixels are the mesh parser's coarse labels
+    # (not all of them: without the mesh's ear markers the watershed's borders near the ears move)
+    ears = [CLASS_INDEX["l_ear"], CLASS_INDEX["r_ear"]]
+    coarse = ~feature & ~np.isin(mesh, FEATURES + ears) & ~np.isin(lm, ears)
+    assert (lm[coarse] == mesh[coarse]).mean() > 0.99
+    assert (lm == CLASS_INDEX["neck"]).sum() > 200 and (lm == CLASS_INDEX["cloth"]).sum() > 200
     # and the features lie on the mesh parser's face: skin there, never hair, background or clothes
     assert np.isin(mesh[feature], FEATURES + [CLASS_INDEX["skin"]]).all()
