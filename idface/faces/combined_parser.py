@@ -37,7 +37,7 @@ COMBINED_PARSER_CANNOT_PRODUCE = tuple(c for c in MESH_PARSER_CANNOT_PRODUCE if 
 
 
 class CombinedParser:
-    """Mesh parser's coarse classes + landmark parser's feature polygons (see the module docstring)."""
+    """Mesh parser's coarse classes + landmark parser's feature polygons and ears (see the module docstring)."""
 
     name = "mesh+landmarks"
     missing_classes = COMBINED_PARSER_CANNOT_PRODUCE
@@ -58,6 +58,7 @@ class CombinedParser:
         lm[image_left & free] = CLASS_INDEX["r_ear"]  # the subject's right ear is on the image's left
         lm[image_right & free] = CLASS_INDEX["l_ear"]
         paint_landmark_features(lm, points68, allowed=lm == CLASS_INDEX["skin"])
-        notes = [f"mesh+landmarks: coarse classes from {MESH_MODELS_NOTE}; face features from {LANDMARK_MODEL_NOTE}",
+        notes = [f"mesh+landmarks: coarse classes from {MESH_MODELS_NOTE}; face features and ears from "
+                 f"{LANDMARK_MODEL_NOTE}",
                  "cannot produce: " + ", ".join(COMBINED_PARSER_CANNOT_PRODUCE)]
         return lm, notes
