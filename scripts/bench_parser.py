@@ -1,6 +1,6 @@
 """Parsers against the bundled reference maps: IoU per class and prepare_face timings.
 
-    .venv/bin/python scripts/bench_parser.py [--parsers mesh landmarks] [--repeats 5] [--overlays DIR]
+    .venv/bin/python scripts/bench_parser.py [--parsers mesh+landmarks mesh landmarks] [--repeats 5] [--overlays DIR]
 
 Reference: assets/reference/<name>_mask.png, hand-corrected maps of the six bundled photos in
 the 512 generator frame, official side convention (see assets/reference/PROVENANCE.md: hair, neck,
@@ -68,7 +68,7 @@ def main() -> None:
     from idface.labels import CLASS_NAMES, NUM_CLASSES, PALETTE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parsers", nargs="+", default=["mesh", "landmarks"])
+    ap.add_argument("--parsers", nargs="+", default=["mesh+landmarks", "mesh", "landmarks"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--detectors", nargs="*", default=["dlib_hog", "blazeface"], help="also time these detectors")

@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photo-frame", action="store_true", help="label the photo's own pixels instead of the aligned frame")
     parser.add_argument("--face-out", help="also save the aligned face (generator frame) to this PNG")
     parser.add_argument("--parser", default="auto", choices=["auto", *PARSER_NAMES],
-                        help="parser (auto: facexlib network when its weights are local, else mesh when the npm "
-                             "face graphs are present, else landmarks)")
+                        help="parser (auto: facexlib network when its weights are local, else mesh+landmarks when the npm "
+                             "face graphs and dlib's 68-point model are present, else mesh, else landmarks)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,13 +49,16 @@ def run(args: argparse.Namespace) -> int:
     if result.missing_classes:
         print(f"this parser cannot produce: {', '.join(DISPLAY_NAMES[CLASS_INDEX[c]] for c in result.missing_classes)}")
     for note in result.notes:
-        if note.startswith("mesh parser refused"):
+        if " parser refused " in note:
             print(note)
-    if result.method == "landmarks":
-        print("uses dlib's 68-point landmark model (iBUG 300-W: non-commercial use only)")
-    elif result.method == "mesh":
-        from idface.faces.mesh_parser import MESH_MODELS_NOTE
+    from idface.faces.mesh_parser import MESH_MODELS_NOTE
+    from idface.faces.parse import LANDMARK_MODEL_NOTE
 
+    if result.method == "landmarks":
+        print(f"uses {LANDMARK_MODEL_NOTE}")
+    elif result.method == "mesh":
         print(f"uses {MESH_MODELS_NOTE}")
+    elif result.method == "mesh+landmarks":
+        print(f"uses {MESH_MODELS_NOTE} and {LANDMARK_MODEL_NOTE}")
     print(f"wrote {out} and {out.with_name(out.stem + '_color.png')}")
     return 0

@@ -184,11 +184,15 @@ class MeshParser:
     # --- labelling ---------------------------------------------------------------------------
     def parse_frame(self, frame: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
         """[S, S, 3] uint8 generator frame -> ([S, S] uint8 CelebAMask-HQ indices, notes)."""
+        notes = [f"mesh: {MESH_MODELS_NOTE}", "cannot produce: " + ", ".join(MESH_PARSER_CANNOT_PRODUCE)]
+        return label_regions(frame, self.face_points(frame), self.person(frame), valid), notes
+
+    def face_points(self, frame: np.ndarray) -> np.ndarray:
+        """FaceMesh's 468 points [468, 2] in frame pixels; NoFaceError when FaceMesh sees no face."""
         mesh = self.landmarks(frame)
         if mesh.score < MIN_MESH_SCORE:
             raise NoFaceError(f"the mesh parser found no face in the aligned frame (FaceMesh score {mesh.score:.2f})")
-        notes = [f"mesh: {MESH_MODELS_NOTE}", "cannot produce: " + ", ".join(MESH_PARSER_CANNOT_PRODUCE)]
-        return label_regions(frame, mesh.points, self.person(frame), valid), notes
+        return mesh.points
 
 
 def _hue_chroma(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,10 +201,12 @@ def _hue_chroma(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.degrees(np.arctan2(b, a)), np.hypot(a, b)
 
 
-def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, valid: np.ndarray | None = None
-                  ) -> np.ndarray:
+def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, valid: np.ndarray | None = None,
+                  features: bool = True, ear_markers: bool = True) -> np.ndarray:
     """Frame [S, S, 3] uint8, FaceMesh points p [468, 2], person probability [S, S] in [0, 1]
     (valid [S, S]: pixels from the photo, the rest is padding) -> label map [S, S] uint8.
+    features=False leaves the face features out (skin there): the coarse classes only; ear_markers=False
+    places no ear markers (the watershed gives those pixels to the classes around them).
 
     Sure markers for background, skin, hair, ears, neck and clothes come from the landmarks, the
     person probability and colour models; a marker-based watershed on the photo then places every
@@ -293,7 +299,8 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, val
             continue
         side = np.sign(xx[part].mean() - centre_x)
         core = cv2.erode(part.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
-        mark(core, "l_ear" if side == left_side else "r_ear")
+        if ear_markers:
+            mark(core, "l_ear" if side == left_side else "r_ear")
 
     # neck: below the chin, in a column under the lower jaw, shaded skin joined to the chin
     lower_jaw = jaw[4:17]
@@ -328,7 +335,8 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, val
         joined = _components_touching(hair, hair & ~below_jaw)
         lm[hair_low & ~joined] = C["cloth"]
     lm[~valid] = C["background"]
-    _paint_features(lm, p, eye_dist)
+    if features:
+        _paint_features(lm, p, eye_dist)
     return lm
 
 

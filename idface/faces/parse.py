@@ -5,12 +5,16 @@ Parsers (facexlib-style registry, `init_parsing_model(name)`):
               labels.BISENET_TO_CELEBAMASK;
 - "parsenet": facexlib's ParseNet (parsing_parsenet.pth), already in CelebAMask-HQ order;
   both used only when their weights file is in a local weights folder (see idface.weights.local_weight_dirs);
+- "mesh+landmarks": the mesh parser's coarse classes with the landmark parser's feature polygons
+  (idface.faces.combined_parser);
 - "mesh": MediaPipe FaceMesh + selfie segmentation from the npm package (idface.faces.mesh_parser);
 - "landmarks": the offline fallback, classical image processing around dlib's 68 landmarks.
 "auto" picks the first facexlib network whose weights are present (trained on CelebAMask-HQ), else
-"mesh" when the npm package's graphs are present (its models are Apache-2.0; measured against
-the hand-corrected maps of assets/reference it is the better of the two on background, neck and
-clothes and level on hair, see scripts/bench_parser.py and README), else "landmarks". Under
+"mesh+landmarks" when the npm package's graphs and dlib's 68-point model (non-commercial) are
+both present, else "mesh" when the graphs are (Apache-2.0), else "landmarks". Measured against the
+hand-corrected maps of assets/reference (scripts/bench_parser.py, README), mesh+landmarks has the
+best mean IoU of the three: the mesh parser is better on background, neck and clothes and level on
+hair; the landmark polygons on the features (which those maps' features were drawn from). Under
 "auto", a frame where FaceMesh sees no face is parsed by "landmarks" instead (ParseResult.notes
 says so). Each parser's `missing_classes` lists the classes it cannot produce.
 
@@ -51,7 +55,7 @@ from idface.labels import BISENET_TO_CELEBAMASK, CLASS_INDEX, validate_label_map
 
 PARSE_SIZE = 512  # CelebAMask-HQ's resolution; every parser runs on the 512 generator frame
 FACEXLIB_PARSING_FILES = {"bisenet": "parsing_bisenet.pth", "parsenet": "parsing_parsenet.pth"}
-PARSER_NAMES = ("bisenet", "parsenet", "mesh", "landmarks")
+PARSER_NAMES = ("bisenet", "parsenet", "mesh+landmarks", "mesh", "landmarks")
 LANDMARK_PARSER_CANNOT_PRODUCE = ("eye_g", "hat", "ear_r", "neck_l")
 LANDMARK_MODEL_NOTE = "dlib 68-point landmarks (iBUG 300-W, non-commercial use only)"
 LEFT_IS_IMAGE_LEFT = False  # l_* = subject's left = image right (CelebAMask-HQ, BiSeNet)
@@ -183,6 +187,64 @@ class _ColourModel:
         return np.sqrt(np.einsum("ni,ij,nj->n", d, self.inv, d)).reshape(lab.shape[:2])
 
 
+def _lower_face(shape: tuple[int, int], p: np.ndarray) -> np.ndarray:
+    """[S, S] bool: the hull of the jaw and brow points (the face below the brows)."""
+    return _hull(np.zeros(shape, np.uint8), np.vstack([p[0:17], p[17:27]])).astype(bool)
+
+
+def _skin_samples(shape: tuple[int, int], p: np.ndarray, eye_dist: float, up: np.ndarray) -> np.ndarray:
+    """[S, S] bool: where the skin colour is sampled (cheeks, nose bridge, between the brows)."""
+    r = 0.12 * eye_dist
+    return (_disc(shape, (p[1] + p[31] + p[40]) / 3, r) | _disc(shape, (p[15] + p[35] + p[47]) / 3, r)
+            | _disc(shape, (p[28] + p[29]) / 2, 0.6 * r)
+            | _disc(shape, (p[21] + p[22]) / 2 + up * 0.25 * eye_dist, 0.6 * r))  # between the brows
+
+
+def _shade_cues(lab: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Skin in shadow keeps its chroma: ([S, S] chroma-only distance to the skin samples,
+    [S, S] bool not too dark to be skin)."""
+    chroma_d = _ColourModel(lab[samples], 0.0).distance(lab)
+    shade_ok = lab[..., 0] > np.percentile(lab[..., 0][samples], 5) * 0.55
+    return chroma_d, shade_ok
+
+
+def _ears_beside_jaw(p: np.ndarray, eye_dist: float, person: np.ndarray, lower_face: np.ndarray,
+                     ear_skin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ears as ([S, S] bool on the image's left, on its right): ear-skin person pixels in a box
+    beside the jaw between brow and nose-base height, joined to the face, filled to their hull."""
+    shape = person.shape
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    ears = []
+    for direction, jaw_idx, outer in ((-1, slice(0, 4), p[0]), (1, slice(13, 17), p[16])):
+        x_near = outer[0] - direction * 0.05 * eye_dist
+        x_far = outer[0] + direction * 0.5 * eye_dist
+        y_top = outer[1] - 0.35 * eye_dist
+        y_bot = p[jaw_idx][:, 1].max() + 0.1 * eye_dist
+        box = ((xx - x_near) * direction >= 0) & ((x_far - xx) * direction >= 0) & (yy >= y_top) & (yy <= y_bot)
+        cand = _open_close(box & ear_skin & person & ~lower_face, 2, 3)
+        reach = 2 * int(0.12 * eye_dist) + 1  # a thin shadow or hair strand may separate ear and cheek
+        touching_face = cv2.dilate(lower_face.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool)
+        ear = _components_touching(cand, touching_face)
+        if ear.sum() < 0.02 * eye_dist ** 2:  # hidden by hair or too small to trust
+            ear = np.zeros(shape, bool)
+        else:  # the shaded folds inside the ear fail the colour test: take the outline's hull
+            ys, xs = np.nonzero(ear)
+            ear = _hull(np.zeros(shape, np.uint8), np.stack([xs, ys], 1)).astype(bool) & box & person & ~lower_face
+        ears.append(ear)
+    return ears[0], ears[1]
+
+
+def landmark_ears(frame: np.ndarray, p: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The landmark parser's ears on a frame [S, S, 3] uint8 with dlib's 68 points p [68, 2] and a
+    person mask [S, S] bool from elsewhere -> ([S, S] bool ear on the image's left, on its right)."""
+    lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
+    eye_dist, up = landmark_axes(p)
+    samples = _skin_samples(person.shape, p, eye_dist, up)
+    chroma_d, shade_ok = _shade_cues(lab, samples)
+    ear_skin = (_ColourModel(lab[samples]).distance(lab) < 4.5) | ((chroma_d < 4.5) & shade_ok)
+    return _ears_beside_jaw(p, eye_dist, person, _lower_face(person.shape, p), ear_skin)
+
+
 class LandmarkParser:
     """Classical parser around dlib's 68 landmarks (see module doc for what it can and cannot do)."""
 
@@ -226,11 +288,7 @@ class LandmarkParser:
         notes = [f"landmarks: {LANDMARK_MODEL_NOTE}",
                  "cannot produce: " + ", ".join(LANDMARK_PARSER_CANNOT_PRODUCE)]
         lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
-        eye_l, eye_r = p[36:42].mean(0), p[42:48].mean(0)
-        eye_dist = float(np.linalg.norm(eye_r - eye_l))
-        up = np.array([eye_l[1] - eye_r[1], eye_r[0] - eye_l[0]]) / max(eye_dist, 1e-6)  # perpendicular
-        if up[1] > 0:
-            up = -up  # pointing towards the top of the head
+        eye_dist, up = landmark_axes(p)
         shape = (h, w)
         yy, xx = np.mgrid[0:h, 0:w]
 
@@ -241,13 +299,10 @@ class LandmarkParser:
         top_mid = (brow_pts[4] + brow_pts[5]) / 2 + up * 0.72 * eye_dist
         outline = np.vstack([p[0:17], forehead[::-1][:5], top_mid, forehead[::-1][5:]])
         face_area = _hull(np.zeros(shape, np.uint8), outline).astype(bool)
-        lower_face = _hull(np.zeros(shape, np.uint8), np.vstack([p[0:17], p[17:27]])).astype(bool)
+        lower_face = _lower_face(shape, p)
 
         # --- skin colour model from cheeks and nose bridge --------------------------------------
-        r = 0.12 * eye_dist
-        samples = (_disc(shape, (p[1] + p[31] + p[40]) / 3, r) | _disc(shape, (p[15] + p[35] + p[47]) / 3, r)
-                   | _disc(shape, (p[28] + p[29]) / 2, 0.6 * r)
-                   | _disc(shape, (p[21] + p[22]) / 2 + up * 0.25 * eye_dist, 0.6 * r))  # between the brows
+        samples = _skin_samples(shape, p, eye_dist, up)
         skin_model = _ColourModel(lab[samples])
         skin_d = skin_model.distance(lab)
         skin_loose = skin_d < 4.5
@@ -285,34 +340,16 @@ class LandmarkParser:
         below_jaw = (yy > jaw_line_y - 2) & person
         neck_band = np.abs(xx - chin[0]) < 0.5 * face_w + 0.25 * np.maximum(yy - chin[1], 0)
         # the neck is usually in the chin's shadow: judge it by chroma, allowing darker skin
-        chroma_d = _ColourModel(lab[samples], 0.0).distance(lab)
+        chroma_d, shade_ok = _shade_cues(lab, samples)
         skin_chroma = chroma_d < 3.0
-        shade_ok = lab[..., 0] > np.percentile(lab[..., 0][samples], 5) * 0.55
         neck = below_jaw & (skin_loose | (skin_chroma & shade_ok)) & neck_band & ~lower_face
         neck = _open_close(neck, 3, 5)
         jaw_seed = _hull(np.zeros(shape, np.uint8), np.vstack([p[3:14], p[3:14] + [0, 0.25 * eye_dist]])).astype(bool)
         neck = _components_touching(neck, jaw_seed & ~lower_face)
 
         # --- ears: skin beside the jaw between brow and nose-base height, joined to the face -----
-        ears = {}
-        for side, jaw_idx, outer in (("left", slice(0, 4), p[0]), ("right", slice(13, 17), p[16])):
-            direction = -1 if side == "left" else 1
-            x_near = outer[0] - direction * 0.05 * eye_dist
-            x_far = outer[0] + direction * 0.5 * eye_dist
-            y_top = outer[1] - 0.35 * eye_dist
-            y_bot = p[jaw_idx][:, 1].max() + 0.1 * eye_dist
-            box = ((xx - x_near) * direction >= 0) & ((x_far - xx) * direction >= 0) & (yy >= y_top) & (yy <= y_bot)
-            ear_skin = skin_loose | ((chroma_d < 4.5) & shade_ok)  # ears are often redder and shaded
-            cand = _open_close(box & ear_skin & person & ~lower_face, 2, 3)
-            reach = 2 * int(0.12 * eye_dist) + 1  # a thin shadow or hair strand may separate ear and cheek
-            touching_face = cv2.dilate(lower_face.astype(np.uint8), np.ones((reach, reach), np.uint8)).astype(bool)
-            ear = _components_touching(cand, touching_face)
-            if ear.sum() < 0.02 * eye_dist ** 2:  # hidden by hair or too small to trust
-                ear = np.zeros(shape, bool)
-            else:  # the shaded folds inside the ear fail the colour test: take the outline's hull
-                ys, xs = np.nonzero(ear)
-                ear = _hull(np.zeros(shape, np.uint8), np.stack([xs, ys], 1)).astype(bool) & box & person & ~lower_face
-            ears[side] = ear
+        ear_skin = skin_loose | ((chroma_d < 4.5) & shade_ok)  # ears are often redder and shaded
+        ears = dict(zip(("left", "right"), _ears_beside_jaw(p, eye_dist, person, lower_face, ear_skin)))
 
         # --- hair vs clothes among the remaining person pixels ----------------------------------
         # Seeds: above the jaw's widest point it is hair; in the bottom rows, away from the neck
@@ -345,7 +382,7 @@ class LandmarkParser:
         lm[ears["left"]] = C[left_ear]
         lm[ears["right"]] = C[right_ear]
         lm[skin] = C["skin"]
-        self._paint_features(lm, p, eye_dist, up, lab, skin_model)
+        paint_landmark_features(lm, p)
         return lm, notes
 
     @staticmethod
@@ -396,43 +433,62 @@ class LandmarkParser:
         seed = cv2.resize(inner.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
         return _fill_holes(_components_touching(fg, seed))
 
-    @staticmethod
-    def _paint_features(lm, p, eye_dist, up, lab, skin_model) -> None:
-        shape = lm.shape
-        left_first = LEFT_IS_IMAGE_LEFT
-        names = (("l_brow", "r_brow"), ("l_eye", "r_eye")) if left_first else (("r_brow", "l_brow"), ("r_eye", "l_eye"))
-        # brows: a band on the brow landmarks (they follow the brow's middle-upper edge)
-        thick = 0.11 * eye_dist
-        for pts, name in ((p[17:22], names[0][0]), (p[22:27], names[0][1])):
-            top = pts + up * 0.35 * thick
-            bottom = pts - up * 0.75 * thick
-            bottom[[0, -1]] = pts[[0, -1]] - up * 0.35 * thick
-            m = _poly(np.zeros(shape, np.uint8), np.vstack([top, bottom[::-1]])).astype(bool)
-            lm[m] = C[name]
-        # nose: bridge from between the eyes to the nostrils, alae a little wider than 31..35
-        base_w = float(np.linalg.norm(p[35] - p[31]))
-        side = (p[35] - p[31]) / max(base_w, 1e-6)
-        nose = np.vstack([
-            p[27] - side * 0.07 * eye_dist, p[27] + side * 0.07 * eye_dist,
-            p[35] + side * 0.12 * base_w + up * 0.3 * base_w, p[35] + side * 0.06 * base_w,
-            p[34], p[33] - up * 0.04 * base_w, p[32],
-            p[31] - side * 0.06 * base_w, p[31] - side * 0.12 * base_w + up * 0.3 * base_w,
-        ])
-        lm[_hull(np.zeros(shape, np.uint8), nose).astype(bool)] = C["nose"]
-        # eyes: the eyelid contour, grown by a pixel or two
-        grow = np.ones((3, 3), np.uint8)
-        for pts, name in ((p[36:42], names[1][0]), (p[42:48], names[1][1])):
-            m = cv2.dilate(_poly(np.zeros(shape, np.uint8), pts), grow).astype(bool)
-            lm[m] = C[name]
-        # lips and inner mouth
-        upper = np.vstack([p[48:55], p[64:59:-1]])
-        lower = np.vstack([p[54:60], p[48:49], p[60:61], p[67:63:-1]])
-        lm[_poly(np.zeros(shape, np.uint8), upper).astype(bool)] = C["u_lip"]
-        lm[_poly(np.zeros(shape, np.uint8), lower).astype(bool)] = C["l_lip"]
-        inner = p[60:68]
-        area = cv2.contourArea(np.round(inner).astype(np.float32))
-        if area > 0.005 * eye_dist ** 2:
-            lm[_poly(np.zeros(shape, np.uint8), inner).astype(bool)] = C["mouth"]
+
+def landmark_axes(p: np.ndarray) -> tuple[float, np.ndarray]:
+    """dlib's 68 points [68, 2] -> (distance between the eye centres in pixels, unit vector [2]
+    perpendicular to the eye line, pointing towards the top of the head)."""
+    eye_l, eye_r = p[36:42].mean(0), p[42:48].mean(0)
+    eye_dist = float(np.linalg.norm(eye_r - eye_l))
+    up = np.array([eye_l[1] - eye_r[1], eye_r[0] - eye_l[0]]) / max(eye_dist, 1e-6)  # perpendicular
+    if up[1] > 0:
+        up = -up
+    return eye_dist, up
+
+
+def paint_landmark_features(lm: np.ndarray, p: np.ndarray, allowed: np.ndarray | None = None) -> None:
+    """Paint brows, nose, eyes, lips and inner mouth onto label map lm [S, S] uint8 (in place) as
+    polygons on dlib's 68 points p [68, 2]; with `allowed` [S, S] bool, only on those pixels."""
+    eye_dist, up = landmark_axes(p)
+    shape = lm.shape
+    if allowed is not None:
+        target, lm = lm, np.full(shape, 255, np.uint8)  # paint on a blank layer, then copy where allowed
+    left_first = LEFT_IS_IMAGE_LEFT
+    names = (("l_brow", "r_brow"), ("l_eye", "r_eye")) if left_first else (("r_brow", "l_brow"), ("r_eye", "l_eye"))
+    # brows: a band on the brow landmarks (they follow the brow's middle-upper edge)
+    thick = 0.11 * eye_dist
+    for pts, name in ((p[17:22], names[0][0]), (p[22:27], names[0][1])):
+        top = pts + up * 0.35 * thick
+        bottom = pts - up * 0.75 * thick
+        bottom[[0, -1]] = pts[[0, -1]] - up * 0.35 * thick
+        m = _poly(np.zeros(shape, np.uint8), np.vstack([top, bottom[::-1]])).astype(bool)
+        lm[m] = C[name]
+    # nose: bridge from between the eyes to the nostrils, alae a little wider than 31..35
+    base_w = float(np.linalg.norm(p[35] - p[31]))
+    side = (p[35] - p[31]) / max(base_w, 1e-6)
+    nose = np.vstack([
+        p[27] - side * 0.07 * eye_dist, p[27] + side * 0.07 * eye_dist,
+        p[35] + side * 0.12 * base_w + up * 0.3 * base_w, p[35] + side * 0.06 * base_w,
+        p[34], p[33] - up * 0.04 * base_w, p[32],
+        p[31] - side * 0.06 * base_w, p[31] - side * 0.12 * base_w + up * 0.3 * base_w,
+    ])
+    lm[_hull(np.zeros(shape, np.uint8), nose).astype(bool)] = C["nose"]
+    # eyes: the eyelid contour, grown by a pixel or two
+    grow = np.ones((3, 3), np.uint8)
+    for pts, name in ((p[36:42], names[1][0]), (p[42:48], names[1][1])):
+        m = cv2.dilate(_poly(np.zeros(shape, np.uint8), pts), grow).astype(bool)
+        lm[m] = C[name]
+    # lips and inner mouth
+    upper = np.vstack([p[48:55], p[64:59:-1]])
+    lower = np.vstack([p[54:60], p[48:49], p[60:61], p[67:63:-1]])
+    lm[_poly(np.zeros(shape, np.uint8), upper).astype(bool)] = C["u_lip"]
+    lm[_poly(np.zeros(shape, np.uint8), lower).astype(bool)] = C["l_lip"]
+    inner = p[60:68]
+    area = cv2.contourArea(np.round(inner).astype(np.float32))
+    if area > 0.005 * eye_dist ** 2:
+        lm[_poly(np.zeros(shape, np.uint8), inner).astype(bool)] = C["mouth"]
+    if allowed is not None:
+        painted = (lm != 255) & allowed
+        target[painted] = lm[painted]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -441,8 +497,9 @@ class LandmarkParser:
 
 @lru_cache(maxsize=None)
 def init_parsing_model(name: str = "auto", device: str = "cpu"):
-    """Parser by name (PARSER_NAMES) or "auto" (a facexlib network with local weights, else mesh
-    when the npm graphs are present, else landmarks)."""
+    """Parser by name (PARSER_NAMES) or "auto" (a facexlib network with local weights, else
+    mesh+landmarks when the npm graphs and dlib's 68-point model are present, else mesh when the
+    npm graphs are, else landmarks)."""
     if name == "auto":
         for candidate in ("bisenet", "parsenet"):
             if facexlib_weight_path(FACEXLIB_PARSING_FILES[candidate]) is not None:
@@ -450,10 +507,11 @@ def init_parsing_model(name: str = "auto", device: str = "cpu"):
         from idface.weights.human_models import human_models_status
 
         if human_models_status() == "available":
-            try:
-                return init_parsing_model("mesh", device)
-            except UnavailableError:
-                pass
+            for candidate in ("mesh+landmarks", "mesh"):  # mesh+landmarks needs dlib's 68-point model too
+                try:
+                    return init_parsing_model(candidate, device)
+                except UnavailableError:
+                    pass
         return init_parsing_model("landmarks", device)
     if name in FACEXLIB_PARSING_FILES:
         return NetworkParser(name, device)
@@ -463,6 +521,10 @@ def init_parsing_model(name: str = "auto", device: str = "cpu"):
         from idface.faces.mesh_parser import MeshParser
 
         return MeshParser()
+    if name == "mesh+landmarks":
+        from idface.faces.combined_parser import CombinedParser
+
+        return CombinedParser()
     raise InputError(f"unknown parser {name!r}; known: auto, {', '.join(PARSER_NAMES)}")
 
 
@@ -488,11 +550,11 @@ def parse_frame(frame: np.ndarray, size: int | None = None, parser: str = "auto"
         try:
             lm, notes = model.parse_frame(work, valid)
         except NoFaceError as err:
-            if parser != "auto" or model.name != "mesh":
+            if parser != "auto" or model.name not in ("mesh", "mesh+landmarks"):
                 raise
-            model = init_parsing_model("landmarks")  # FaceMesh saw no face in the frame: dlib's 68 points may
+            model_name, model = model.name, init_parsing_model("landmarks")  # FaceMesh saw no face in the frame: dlib's 68 points may
             lm, notes = model.parse_frame(work, valid)
-            notes = [f"mesh parser refused ({err}); used the landmark parser"] + notes
+            notes = [f"{model_name} parser refused ({err}); used the landmark parser"] + notes
     else:
         lm, notes = model.parse_frame(work)
         if valid is not None:

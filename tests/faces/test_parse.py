@@ -120,15 +120,21 @@ def test_registry_errors(monkeypatch, tmp_path):
     init_parsing_model.cache_clear()
 
 
-def test_auto_prefers_mesh_when_the_npm_graphs_are_present_else_landmarks(monkeypatch, tmp_path, faces_dir):
+def test_auto_prefers_mesh_landmarks_when_the_npm_graphs_are_present_else_landmarks(monkeypatch, tmp_path, faces_dir):
+    from idface.weights import dlib_model_file
     from idface.weights.human_models import human_models_status
 
     monkeypatch.setenv("IDFACE_FACEXLIB_DIR", str(tmp_path))  # no facexlib network
     init_parsing_model.cache_clear()
     try:
         if human_models_status() == "available":
+            try:
+                dlib_model_file("shape_predictor_68_face_landmarks.dat")
+                expected = "mesh+landmarks"
+            except UnavailableError:
+                expected = "mesh"
             face = prepare_face(faces_dir / "obama.jpg")
-            assert face.parse_method == "mesh" and set(face.missing_classes) == {"eye_g", "hat", "ear_r", "neck_l"}
+            assert face.parse_method == expected and set(face.missing_classes) == {"eye_g", "hat", "ear_r", "neck_l"}
         monkeypatch.setenv("IDFACE_HUMAN_MODELS_DIR", str(tmp_path / "none"))
         init_parsing_model.cache_clear()
         assert init_parsing_model("auto").name == "landmarks"
@@ -150,8 +156,10 @@ def test_auto_falls_back_to_landmarks_where_facemesh_sees_no_face(monkeypatch, t
         flat = np.full((512, 512, 3), 128, np.uint8)
         with pytest.raises(NoFaceError, match="no face"):
             parse_frame(flat, parser="mesh")
+        with pytest.raises(NoFaceError, match="no face"):
+            parse_frame(flat, parser="mesh+landmarks")
         result = parse_frame(flat, parser="auto")
-        assert result.method == "landmarks" and result.notes[0].startswith("mesh parser refused")
+        assert result.method == "landmarks" and " parser refused (" in result.notes[0]
     finally:
         init_parsing_model.cache_clear()
 
@@ -159,7 +167,7 @@ def test_auto_falls_back_to_landmarks_where_facemesh_sees_no_face(monkeypatch, t
 SIDED = ["l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear"]
 
 
-@pytest.mark.parametrize("parser", ["landmarks", "mesh"])
+@pytest.mark.parametrize("parser", ["landmarks", "mesh", "mesh+landmarks"])
 @pytest.mark.parametrize("name", ["astronaut.png", "obama2.jpg", "biden.jpg"])
 def test_no_sided_label_leaks_across_a_flip(faces_dir, parser, name):
     """Official convention: l_* is the subject's own left = the image's RIGHT. A mirrored photo
@@ -170,7 +178,7 @@ def test_no_sided_label_leaks_across_a_flip(faces_dir, parser, name):
     from idface.labels import FLIP_PERMUTATION
     from idface.weights.human_models import human_models_status
 
-    if parser == "mesh" and human_models_status() != "available":
+    if parser.startswith("mesh") and human_models_status() != "available":
         pytest.skip(human_models_status())
     frame = prepare_face(faces_dir / name, 512, parse=False).image
     tpl = get_template("generator", 512).points
