@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from idface.tfjs.threads import single_threaded
+from idface.threads import thread_local_torch_threads
 
 BLAZE_INPUT = 256
 BLAZE_SCORE_THRESHOLD = 0.75
@@ -71,7 +71,7 @@ class BlazeFace:
         square[:h, :w] = rgb
         x = cv2.resize(square, (BLAZE_INPUT, BLAZE_INPUT), interpolation=cv2.INTER_AREA)
         x = torch.from_numpy(x).float().div(127.5).sub(1)[None]  # [1, 256, 256, 3] in [-1, 1]
-        with torch.inference_mode(), single_threaded():
+        with torch.inference_mode(), thread_local_torch_threads(1):
             out = self.net(x)
         raw = np.concatenate([out[b][0].numpy() for b, _, _, _ in HEADS])  # [896, 16]
         logits = np.concatenate([out[s][0, :, 0].numpy() for _, s, _, _ in HEADS])  # [896]

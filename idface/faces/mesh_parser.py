@@ -37,7 +37,7 @@ import numpy as np
 from idface.errors import NoFaceError
 from idface.faces.align import get_template
 from idface.labels import CLASS_INDEX
-from idface.tfjs.threads import single_threaded
+from idface.threads import thread_local_torch_threads
 
 C = CLASS_INDEX
 MESH_PARSER_CANNOT_PRODUCE = ("eye_g", "hat", "ear_r", "neck_l")
@@ -164,7 +164,7 @@ class MeshParser:
         crop = cv2.warpAffine(frame, m, (MESH_INPUT, MESH_INPUT), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
         x = torch.from_numpy(crop).float().div(255)[None]  # [1, 192, 192, 3] RGB in [0, 1]
-        with torch.inference_mode(), single_threaded():
+        with torch.inference_mode(), thread_local_torch_threads(1):
             out = self.mesh(x)
         pts = out["Identity_2"].reshape(468, 3)[:, :2].numpy().astype(np.float64)  # crop pixels
         score = float(out["Identity_1"].reshape(-1)[0])
@@ -175,7 +175,7 @@ class MeshParser:
         meet (the frame squeezed to 144x256, softmax channel 1 = person)."""
         torch = self.torch
         rgb = lambda w, h: torch.from_numpy(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)).float().div(255)[None]  # noqa: E731
-        with torch.inference_mode(), single_threaded():
+        with torch.inference_mode(), thread_local_torch_threads(1):
             selfie = self.seg(rgb(SEG_INPUT, SEG_INPUT))["activation_10"][0, :, :, 0].numpy()  # [256, 256] in [0, 1]
             meet = self.meet(rgb(*MEET_INPUT))["segment"][0].softmax(-1)[..., 1].numpy()  # [144, 256]
         size = frame.shape[:2][::-1]

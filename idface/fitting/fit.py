@@ -49,7 +49,7 @@ from idface.fitting import losses as L
 from idface.fitting.edits import augmented_masks, edited_region, random_blob_edit
 from idface.fitting.locality import localise_mask_embedder
 from idface.fitting.optim import Adam
-from idface.fitting.threads import thread_local_torch_threads
+from idface.threads import thread_local_torch_threads
 from idface.labels import CLASS_INDEX, validate_label_map
 from idface.model import IdFaceModel
 

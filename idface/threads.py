@@ -10,6 +10,11 @@ gradio's worker threads: any worker started during a fit would stay single-threa
 and a concurrent stroke would run on the fit's count. OpenMP's thread count and MKL's local count
 are per-thread settings; this sets those two for the calling thread only and restores them.
 
+Used by fitting (a fit in a gradio worker must not change other workers) and by the small npm
+face graphs (BlazeFace, FaceMesh, selfie, meet: hundreds of small ops, each ending in a barrier
+with two threads; on the loaded 2-core machine, load 5-7, FaceMesh took 33 ms on one thread and
+1.3 s on two, selfie 23 ms vs 0.44 s, meet 14 ms vs 0.11 s; scripts/bench_parser.py).
+
 Where the libraries are not found (a torch build without GNU OpenMP or MKL), the block runs with
 the thread's current setting and `applied` says so.
 """
