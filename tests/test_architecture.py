@@ -18,7 +18,7 @@ PACKAGE = ROOT / "idface"
 # Top-level part of idface -> layer (0 = bottom). A module may import its own layer or below.
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "labels": 1, "images": 1, "weights": 1, "hub": 1, "tensors": 1, "metrics": 1, "threads": 1, "tfjs": 1,
+    "labels": 1, "images": 1, "weights": 1, "hub": 1, "tensors": 1, "metrics": 1, "threads": 1, "optim": 1, "tfjs": 1,
     "faces": 2, "identity": 2, "model": 2,
     "pipeline": 3, "conceal": 3, "training": 3, "evaluation": 3, "fitting": 3,
     "engine": 4, "outputs": 4,

@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from idface.conceal.goals import Reference, goal_margin, read_verdict, wanted_margin
-from idface.conceal.photo import Adam
 from idface.conceal.search import search
 from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import InputError
 from idface.metrics import psnr, ssim_luma, ssim_luma_torch
+from idface.optim import Adam
 from idface.tensors import image_tensor, onehot, to_uint8
 
 
@@ -141,7 +141,7 @@ class GeneratorAttack:
         codes0 = self.style.codes.clone()[None]                                  # [1, K, C]
         class_list = sorted(set(int(k) for k in classes))
         code_delta = torch.zeros(1, len(class_list), codes0.shape[-1], requires_grad=True)
-        opt_token, opt_codes = Adam(token, lr=s.lr), Adam(code_delta, lr=s.lr)
+        opt_token, opt_codes = Adam([token], lr=s.lr), Adam([code_delta], lr=s.lr)
         mask = onehot(self.label_map)                                         # [1, K, S, S]
         refs_t = {
             rec.name: (torch.from_numpy(np.asarray(references[rec.name].source, np.float32))[None],

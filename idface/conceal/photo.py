@@ -65,6 +65,7 @@ from idface.conceal.transforms import jpeg_straight_through, recompress
 from idface.errors import IdfaceError, InputError
 from idface.faces.align import apply_affine, estimate_transform, get_template, invert_affine
 from idface.faces.detect import MIN_FACE_SIZE, detect_faces
+from idface.optim import Adam
 from idface.metrics import LUMA, ciede2000, ciede2000_basis, mse_for_psnr, psnr, srgb_to_lab, ssim_luma
 
 JPEG_GRID = 16  # MCU size with 4:2:0 chroma subsampling
@@ -184,30 +185,6 @@ def _chip(x: torch.Tensor, photo_to_chip: np.ndarray, size: int) -> torch.Tensor
     theta_t = torch.as_tensor(theta, dtype=x.dtype)[None]
     grid = F.affine_grid(theta_t, [1, 3, size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-class Adam:
-    """Adam on one tensor (Kingma & Ba 2015). Written out because importing torch.optim pulls in
-    torch._dynamo, which costs seconds on every first use in a fresh process."""
-
-    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.param, self.lr, self.betas, self.eps = param, lr, betas, eps
-        self.m = torch.zeros_like(param)
-        self.v = torch.zeros_like(param)
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        if self.param.grad is None:
-            return
-        b1, b2 = self.betas
-        self.t += 1
-        g = self.param.grad
-        self.m.mul_(b1).add_(g, alpha=1 - b1)
-        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        m_hat = self.m / (1 - b1 ** self.t)
-        v_hat = self.v / (1 - b2 ** self.t)
-        self.param.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -502,7 +479,7 @@ class PhotoAttack:
         torch.manual_seed(s.seed)
         start = time.perf_counter()
         u = torch.zeros_like(self.base, requires_grad=True)                     # [1, 3, h, w] perceptual units
-        optimiser = Adam(u, lr=s.lr)
+        optimiser = Adam([u], lr=s.lr)
         if unattacked is None:
             unattacked = self.verify(self.photo)
         smallest_margin = min(self.margin(t.recognizer) for t in self.targets)

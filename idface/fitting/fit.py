@@ -48,7 +48,7 @@ from idface.tensors import onehot  # [S, S] -> [1, K, S, S]
 from idface.fitting import losses as L
 from idface.fitting.edits import augmented_masks, edited_region, random_blob_edit
 from idface.fitting.locality import localise_mask_embedder
-from idface.fitting.optim import Adam
+from idface.optim import Adam
 from idface.threads import thread_local_torch_threads
 from idface.labels import CLASS_INDEX, validate_label_map
 from idface.model import IdFaceModel

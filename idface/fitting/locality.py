@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from idface.fitting.optim import Adam
+from idface.optim import Adam
 from idface.model.generator import MaskEmbedder
 
 

@@ -11,7 +11,7 @@ import torch
 from idface.fitting.edits import UNTRAINED_EDITS, augmented_masks, random_blob_edit
 from idface.fitting.fit import FitConfig, frozen_stages, resize_labels
 from idface.fitting.locality import localise_mask_embedder
-from idface.fitting.optim import Adam
+from idface.optim import Adam
 from idface.threads import thread_local_torch_threads
 from idface.model import IdFaceModel
 from idface.tensors import onehot

@@ -1,9 +1,10 @@
-"""Adam for fitting, without torch.optim.
+"""Adam without torch.optim, for fitting and concealment.
 
 Why not torch.optim.Adam: its first step in a process imports torch._dynamo, which takes about
-4.5 s on the shared 2-core machine: a fifth of the fit's time budget, paid by every CLI fit and
-by the app's first fit. This is the same update (Kingma & Ba 2015, bias-corrected, no weight
-decay) on plain tensors, with torch._foreach_* ops over the parameter list.
+4.5 s on the shared 2-core machine: a fifth of the fit's time budget, paid by every CLI fit, the
+app's first fit and every concealment in a fresh process. This is the same update (Kingma & Ba
+2015, bias-corrected, no weight decay) on plain tensors, with torch._foreach_* ops over the
+parameter list.
 """
 
 from __future__ import annotations
