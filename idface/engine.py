@@ -121,7 +121,6 @@ def reference_verdict(entry: dict) -> str:
     return "the two faces are the same person" if same else "the two faces are different people"
 
 
-
 def public_label(label: str, folder: Path | None) -> str:
     """A checkpoint description fit for visitors (the page, the PNG metadata): a folder inside
     the project as weights/..., any other folder by its name only, never a server path."""
@@ -129,6 +128,7 @@ def public_label(label: str, folder: Path | None) -> str:
     if folder is not None and str(folder) in label:
         label = label.replace(str(folder), Path(folder).name)
     return label
+
 
 class Engine:
     """Faces, recognizers and (when a checkpoint exists) the generator, on the CPU by default."""
