@@ -56,6 +56,8 @@ BG_SURE = 0.15  # person probability under which a pixel is a sure background ma
 FOREHEAD_REACH, FOREHEAD_SKIN_D = 1.2, 3.0  # eye distances above landmark 10; Mahalanobis bound
 EAR_REACH = 0.6  # eye distances beside the face outline
 FAIR_HAIR_D = 8.0  # hair colour this near the skin model (Mahalanobis): ears must also be nearer the skin
+SHADED_SKIN_HUE = 25  # degrees from the cheeks' hue that shaded skin (neck, ears) may be; 18 lost the
+# shadowed necks under the chin to clothes (neck 0.48 -> 0.50 against assets/reference; 22-35 alike)
 CROP_ENLARGE = 1.5  # second pass: square around the first landmarks, 1.5x their box (Human's rule)
 
 # MediaPipe FaceMesh landmark indices (the topology's published contours). "left" = subject's left.
@@ -235,7 +237,7 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, val
     d_full = _mahalanobis(lab, skin_full)
     hue, chroma = _hue_chroma(lab)
     skin_hue, skin_chroma = _hue_chroma(samples.mean(0))
-    hue_near = np.abs((hue - skin_hue + 180) % 360 - 180) < 18
+    hue_near = np.abs((hue - skin_hue + 180) % 360 - 180) < SHADED_SKIN_HUE
     skin_light = float(skin_full[0][0])
     # shaded skin keeps its hue and much of its chroma; white collars and grey suits do not
     shaded_skin = hue_near & (chroma > 0.3 * skin_chroma) & (lab[..., 0] < skin_light + 12)
