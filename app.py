@@ -196,10 +196,12 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) 
     style_prepared = style_in.change(
         prepare_style, style_in, [style_state, style_msg, style_crop],
         show_progress_on=[style_crop], api_visibility="private", **heavy,
-    ).then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
-    styled = fit.after_style(style_prepared, style_in, style_state)
+    )
+    # the fitting note and the new face's mask into the editor in one step, then generate
+    styled = fit.after_style(style_prepared, style_in, style_state,
+                             follow_up=(h.follow_style_face, [follow], [editor]))
     regenerate_after(styled)
-    mask_replaced(style_prepared)
+    mask_replaced(styled)
     fit.wire(style_in, style_state, regenerate_after)
     # first visit: prepare the pre-filled example faces, take the style face's mask, generate
     regenerate_after(
