@@ -18,15 +18,18 @@ Eyeglasses (the classic nose-bridge edge test, with a second cue under each eye)
   (the strongest horizontal edge 0.12-0.45 above the eye) to the lower rim found above; the
   bridge joins them. CelebAMask-HQ's eye_g covers frame and lenses; eyes and brows stay on top.
 
-Hat (a brim across the forehead):
-- the forehead skin's upper border, followed across the middle 70 % of the face, is a nearly
-  straight line (mean deviation from a fitted parabola under 0.012 eye distances: real hairlines
-  measured 0.02-0.04 on the bundled photos, grace_hopper's brim 0.004), and
-- the band just above it (0.3 eye distances) is smooth: its fine texture (mean |L - blurred L|)
-  under 0.45 of the face skin's (hair measured 0.63-2.9 times the skin's, the brim 0.26), and
-  mostly labelled hair.
+Hat (a brim across the forehead), from the photo alone (not from the labels: an earlier version
+read the forehead skin's upper border, which the mesh parser's own forehead reach cuts straight):
+- in each column of the forehead's middle 70 %, between 1.3 eye distances above the mesh's top
+  and the brows, the lowest row with a lightness step of BRIM_STEP across 2x4 rows; at least
+  BRIM_COLUMNS of the columns have one;
+- those rows lie on one straight line (BRIM_INLIERS of them within 0.03 eye distances, mean
+  deviation under BRIM_STRAIGHTNESS; real hairlines measured inliers <= 0.48 and deviation >=
+  0.068 on the bundled photos, grace_hopper's brim 0.95 and 0.016), nearly level; and
+- the band above the line (BRIM_BAND eye distances) is smooth: its median fine texture
+  (|L - blurred L|) under BRIM_SMOOTHNESS of the face's (hair measured >= 0.98 of it, the brim 0.29).
 Then every hair pixel above that line, extended across the frame, becomes hat (the hair seen
-below the brim stays hair).
+below the brim stays hair; the mesh parser does this in label_regions).
 """
 
 from __future__ import annotations
