@@ -186,13 +186,22 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) 
         """A mask from elsewhere (a face, a file) replaced the example: the dropdown says so."""
         return event.then(lambda: gr.update(value=None), None, example_mask, api_visibility="private")
 
+    def prepare_style(img, request: gr.Request):
+        return h.prepare_face(img, "style face", request.session_hash if request else None)
+
+    def prepare_identity(img, request: gr.Request):
+        return h.prepare_face(img, "identity face", request.session_hash if request else None)
+
+    # (a photo input fires change twice for one upload: the second call is a lookup, see RecentFaces)
     style_prepared = style_in.change(
-        lambda img: h.prepare_face(img, "style face"), style_in, [style_state, style_msg, style_crop],
+        prepare_style, style_in, [style_state, style_msg, style_crop],
         show_progress_on=[style_crop], api_visibility="private", **heavy,
-    ).then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
-    styled = fit.after_style(style_prepared, style_in, style_state)
+    )
+    # the fitting note and the new face's mask into the editor in one step, then generate
+    styled = fit.after_style(style_prepared, style_in, style_state,
+                             follow_up=(h.follow_style_face, [follow], [editor]))
     regenerate_after(styled)
-    mask_replaced(style_prepared)
+    mask_replaced(styled)
     fit.wire(style_in, style_state, regenerate_after)
     # first visit: prepare the pre-filled example faces, take the style face's mask, generate
     regenerate_after(
@@ -203,7 +212,7 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) 
         .then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
     )
     regenerate_after(identity_in.change(
-        lambda img: h.prepare_face(img, "identity face"), identity_in, [identity_state, identity_msg, identity_crop],
+        prepare_identity, identity_in, [identity_state, identity_msg, identity_crop],
         show_progress_on=[identity_crop], api_visibility="private", **heavy,
     ))
     for button, state, what in ((from_style, style_state, "style face"), (from_identity, identity_state, "identity face")):

@@ -15,19 +15,22 @@ mouth. This parser runs both halves once:
 - brows, eyes, nose, upper/lower lip and inner mouth from the landmark parser's polygons
   (parse.paint_landmark_features) on dlib's 68 points found in the same frame, painted only on
   the pixels the mesh parser labelled skin (the face outline and forehead), so a stray landmark
-  never puts a feature on hair or background.
+  never puts a feature on hair or background;
+- a hat from the mesh parser's brim test, eyeglasses from the edge test of
+  idface.faces.accessories around dlib's eye contours (only where their cues are clear).
 
 Honest caveat: the face features of the reference maps were themselves drawn from the landmark
 parser's polygons (assets/reference/PROVENANCE.md), so its feature scores there favour this parser
 as much as the landmark parser. Models: MediaPipe FaceMesh, selfie and meet (Apache-2.0) and dlib's
-68-point model (iBUG 300-W: NON-COMMERCIAL use only). It cannot produce: eye_g, hat, ear_r,
-neck_l. Side convention: CelebAMask-HQ's (l_* = subject's left = image right), as both halves.
+68-point model (iBUG 300-W: NON-COMMERCIAL use only). It cannot produce: ear_r, neck_l.
+Side convention: CelebAMask-HQ's (l_* = subject's left = image right), as both halves.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from idface.faces.accessories import find_eyeglasses, paint_eyeglasses
 from idface.faces.mesh_parser import MESH_MODELS_NOTE, MESH_PARSER_CANNOT_PRODUCE, MeshParser, label_regions
 from idface.faces.parse import LANDMARK_MODEL_NOTE, LANDMARK_PARSER_CANNOT_PRODUCE, LandmarkParser, \
     landmark_ears, paint_landmark_features
@@ -58,6 +61,7 @@ class CombinedParser:
         lm[image_left & free] = CLASS_INDEX["r_ear"]  # the subject's right ear is on the image's left
         lm[image_right & free] = CLASS_INDEX["l_ear"]
         paint_landmark_features(lm, points68, allowed=lm == CLASS_INDEX["skin"])
+        paint_eyeglasses(lm, find_eyeglasses(frame, points68[36:42], points68[42:48]))  # 36-41: eye on the image's left
         notes = [f"mesh+landmarks: coarse classes from {MESH_MODELS_NOTE}; face features and ears from "
                  f"{LANDMARK_MODEL_NOTE}",
                  "cannot produce: " + ", ".join(COMBINED_PARSER_CANNOT_PRODUCE)]

