@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unseen-tokens", action="store_true",
                         help="keep the benchmark photos' people out of every fit's foreign identities, so that each "
                              "injected token is one the fit never trained with")
-    parser.add_argument("--max-seconds", type=float, default=18.0)
+    parser.add_argument("--max-seconds", type=float, default=18.0, help="fit time limit (0: none, --steps decide)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="generator steps (default FitConfig's); with --max-seconds 0 the quality a quiet machine "
+                             "reaches in the time limit can be measured under load (wall times then are not the app's)")
     parser.add_argument("--sheet", default=str(ROOT / "runs" / "bench_fit_sheet.png"))
     parser.add_argument("--json", default=None)
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # internal: fresh-process memory check
@@ -171,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                        if (OTHER_FACES_DIR / f"{n}.png").is_file()}
             excluded = tuple(n for n, d in bundled.items() if d is not None and any(
                 p is not None and np.linalg.norm(d - p) < SAME_PERSON_DISTANCE for p in photo_descs.values()))
-        fit_configs[name] = FitConfig(max_seconds=args.max_seconds, exclude_faces=excluded)
+        fit_configs[name] = FitConfig(max_seconds=args.max_seconds or None, exclude_faces=excluded,
+                                      **({} if args.steps is None else {"steps": args.steps}))
     if args.unseen_tokens:
         print(f"foreign identities kept out of every fit (the benchmark photos' people): "
               f"{', '.join(next(iter(fit_configs.values())).exclude_faces) or 'none'}")
