@@ -127,37 +127,33 @@ def training_record_from_configs(paths: list[str | Path]) -> TrainingRecord:
     record = TrainingRecord(", ".join(str(p) for p in paths))
     for path in paths:
         path = Path(path)
-        stage = _record(json.loads(path.read_text()), str(path), path, 0, follow_init=False)
-        record.images += stage.images
-        record.token_photos += stage.token_photos
-        record.complete = record.complete and stage.complete
-        record.notes += stage.notes
-    record.images = list(dict.fromkeys(record.images))
-    record.token_photos = list(dict.fromkeys(record.token_photos))
+        record = _merged(record, _record(json.loads(path.read_text()), str(path), path, 0, follow_init=False))
     return record
+
+
+def _merged(earlier: TrainingRecord, later: TrainingRecord) -> TrainingRecord:
+    """Two stages' records as one (later's source)."""
+    return TrainingRecord(later.source, list(dict.fromkeys(earlier.images + later.images)),
+                          list(dict.fromkeys(earlier.token_photos + later.token_photos)),
+                          earlier.complete and later.complete, earlier.notes + later.notes)
 
 
 def _record(config: dict, source: str, folder: Path, depth: int, follow_init: bool = True) -> TrainingRecord:
     record = TrainingRecord(source)
     data = config.get("data") or {}
-    if "pairs" in data:
-        for pair in data["pairs"]:
-            image = _resolve(pair["image"], folder)
-            if image is None:
-                record.complete = False
-                record.notes.append(f"training photo {pair['image']} not found here")
-            else:
-                record.images.append(image)
-    else:
+    if "pairs" not in data:
         record.complete = False
         record.notes.append(f"trained on a data folder ({', '.join(sorted(data)) or 'none named'}), not listed photo by photo")
-    for photo in (config.get("identity_pool") or {}).get("photos", []):
-        image = _resolve(photo["path"], folder)
+    listed = [("training photo", pair["image"], record.images) for pair in data.get("pairs", [])]
+    listed += [("identity-pool photo", photo["path"], record.token_photos)
+               for photo in (config.get("identity_pool") or {}).get("photos", [])]
+    for what, path, into in listed:
+        image = _resolve(path, folder)
         if image is None:
             record.complete = False
-            record.notes.append(f"identity-pool photo {photo['path']} not found here")
+            record.notes.append(f"{what} {path} not found here")
         else:
-            record.token_photos.append(image)
+            into.append(image)
     init = config.get("init_from") if follow_init else None
     if init:
         parent = _resolve(init, folder)
@@ -166,13 +162,8 @@ def _record(config: dict, source: str, folder: Path, depth: int, follow_init: bo
             record.complete = False
             record.notes.append(f"started from {init}, whose training record is not found")
         else:
-            record.images = earlier.images + record.images
-            record.token_photos = earlier.token_photos + record.token_photos
-            record.complete = record.complete and earlier.complete
-            record.notes = earlier.notes + record.notes
-    record.images = list(dict.fromkeys(record.images))
-    record.token_photos = list(dict.fromkeys(record.token_photos))
-    return record
+            return _merged(earlier, record)
+    return _merged(TrainingRecord(source), record)
 
 
 def what_it_saw(descriptor: np.ndarray | None, record: TrainingRecord | None, judge,
