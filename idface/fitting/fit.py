@@ -15,8 +15,9 @@ saw, and keep mask editing and the identity token working on it.
    - the photo (L1 + SSIM + MSE, face region weighted up; now and then the recognizer identity
      loss, so the fitted face stays the same person);
    - the photo's mask with another person's identity token: the output changes from the photo as
-     the base generator's output changes with that token (the identity token stays alive:
-     injection still works after fitting);
+     the base generator's output changes with that token (low-passed), and the recognizer reads
+     that person and no longer the photo's (the identity token stays alive: injection still
+     works after fitting, for the people practised with);
    - optionally an edited mask (outside the edit the photo, inside the base's drawing) or another
      bundled face (anchor: stays the base output).
 4. Optional style-code steps (code_steps) are folded into the style encoder's per-class biases,
