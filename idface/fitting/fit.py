@@ -106,7 +106,7 @@ class FitConfig:
     exclude_faces: tuple[str, ...] = () # bundled faces (OTHER_FACES) never used here as foreign identities
                                         # or anchors (a benchmark keeps the people whose tokens it injects out)
     edit_margin: float = 1 / 32         # of the side: around an edit, pixels that may blend (4 at 128)
-    localise_steps: int = 160           # mask-embedder locality steps (fitting.locality; milliseconds each)
+    localise_steps: int = 80            # mask-embedder locality steps (fitting.locality; milliseconds each)
     localise_lr: float = 1e-2
     localise_weight: float = 300.0      # edits change the embedding only near themselves ...
     localise_band: float = 1.0          # ... and its weights from far-off pixels shrink (any edit)
