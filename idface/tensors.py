@@ -3,6 +3,7 @@
 - onehot(label_map): [H, W] or [B, H, W] class indices -> [B, K, H, W] float32 (K = 19).
 - image_tensor(rgb): [H, W, 3] uint8 -> [1, 3, H, W] float in [0, 1].
 - to_uint8(x): [3, H, W] or [1, 3, H, W] float in [0, 1] -> [H, W, 3] uint8 (clamped, rounded).
+- gaussian_blur(x, sigma): separable Gaussian blur of [B, C, H, W], reflect-padded.
 """
 
 from __future__ import annotations
@@ -32,3 +33,15 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     if x.ndim == 4:
         x = x[0]
     return (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [B, C, H, W] (sigma in pixels, radius 3 sigma), reflect-padded."""
+    r = max(1, int(round(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)

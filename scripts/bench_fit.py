@@ -19,10 +19,16 @@ Then the memory of 32 fitted sessions (fp16 weight deltas and the engine's bound
 copies, RSS growth in a fresh process; target < 2 GB) and a contact
 sheet: photo | base | fitted | the four edits | injections.
 
-The demo checkpoint was trained on the six bundled photos (assets/train): astronaut and
-grace_hopper are those people and photos, but through the app's preparation (detector alignment,
-automatic parsing) the base checkpoint reproduces them at 15-20 dB, like a new face;
-assets/heldout/obama_podium.jpg is a photo it never saw (of a person it saw). Say so with figures.
+Which photos and people the base checkpoint was trained on is read from its own records
+(idface.evaluation.seen: the model card's training config, a training checkpoint's state, the run
+folder's config; init_from followed; the bundled demo: configs/demo.json and demo-inject.json,
+named in its card) and judged by dlib (same photo, same person); unknown when it keeps none. With
+the bundled demo every default photo is one it trained on: astronaut and grace_hopper are
+assets/train photos, and obama_podium is a crop of the same White House photo as obama2 (dlib
+0.07; see assets/heldout/PROVENANCE.md), although through the app's preparation (detector
+alignment, automatic parsing) the base reproduces them at 15-22 dB. Faces it never saw: a
+checkpoint trained with them held out (configs/heldout.json, configs/heldout-inject.json).
+--unseen-tokens keeps the benchmark photos' people out of every fit's foreign identities.
 """
 
 from __future__ import annotations
@@ -86,8 +92,19 @@ def memory_of(folder: str, checkpoint: str | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", nargs="+", default=[str(p) for p in DEFAULT_PHOTOS])
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--max-seconds", type=float, default=18.0)
+    parser.add_argument("--checkpoint", default=None,
+                        help="base checkpoint: a folder (a run's final/, or a training checkpoint runs/X/checkpoints/step_N, "
+                             "whose ema/ is used) or a Hub id; default: the resolver's, as the app")
+    parser.add_argument("--training-config", nargs="+", default=None,
+                        help="training configs of a checkpoint that keeps none of its own (stages in order); the bundled "
+                             "demo's are configs/demo.json configs/demo-inject.json (its model card names them)")
+    parser.add_argument("--unseen-tokens", action="store_true",
+                        help="keep the benchmark photos' people out of every fit's foreign identities, so that each "
+                             "injected token is one the fit never trained with")
+    parser.add_argument("--max-seconds", type=float, default=18.0, help="fit time limit (0: none, --steps decide)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="generator steps (default FitConfig's); with --max-seconds 0 the quality a quiet machine "
+                             "reaches in the time limit can be measured under load (wall times then are not the app's)")
     parser.add_argument("--sheet", default=str(ROOT / "runs" / "bench_fit_sheet.png"))
     parser.add_argument("--json", default=None)
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # internal: fresh-process memory check
@@ -95,17 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_of:
         print(json.dumps(memory_of(args.memory_of, args.checkpoint)))
         return 0
+    from idface.evaluation.seen import checkpoint_folder
+
+    if args.checkpoint and Path(args.checkpoint).is_dir():
+        folder = checkpoint_folder(args.checkpoint)
+        if folder != Path(args.checkpoint):
+            print(f"{args.checkpoint} is a training checkpoint: its EMA model {folder} is the base")
+        args.checkpoint = str(folder)
 
     import torch
     from PIL import Image
 
-    from idface.evaluation.judge import DlibJudge
+    from idface.evaluation.judge import SAME_PERSON_DISTANCE, DlibJudge
+    from idface.evaluation.seen import training_record, training_record_from_configs, what_it_saw
     from eval_demo import locality
     from idface.bench import cpu_name
     from idface.faces import prepare_face
     from idface.fitting import FitConfig, WeightDelta, fit_prepared
     from idface.fitting.edits import EDITS, UNTRAINED_EDITS
-    from idface.fitting.fit import embed, face_region, psnr_db, resize_image, resize_labels
+    from idface.fitting.fit import OTHER_FACES, OTHER_FACES_DIR, embed, face_region, psnr_db, resize_image, resize_labels
     from idface.hub import resolve_checkpoint
     from idface.identity.registry import get_recognizer
     from idface.images import load_image
@@ -120,7 +145,40 @@ def main(argv: list[str] | None = None) -> int:
     recognizer = get_recognizer(base.config.identity_recognizer)
     judge = DlibJudge()
     size = base.config.image_size
-    cfg = FitConfig(max_seconds=args.max_seconds)
+    print(f"base checkpoint: {source.describe()}")
+    # ---- which photos and people the base checkpoint was trained on (its own records) ----
+    demo_configs = [ROOT / "configs" / "demo.json", ROOT / "configs" / "demo-inject.json"]
+    if args.training_config:
+        record = training_record_from_configs(args.training_config)
+    else:
+        record = training_record(source.path) if source.path is not None else None
+        if record is None and source.kind == "bundled" and all(p.is_file() for p in demo_configs):
+            record = training_record_from_configs(demo_configs)    # named in the bundled demo's model card
+    if record is None:
+        print("training data of the base checkpoint: unknown (it keeps no training config; name them with "
+              "--training-config)")
+    else:
+        print(f"training data of the base checkpoint (from {record.source}): {len(record.images)} photos"
+              + ("" if record.complete else f"; incomplete: {'; '.join(record.notes)}"))
+    seen_cache: dict = {}
+    photo_descs = {Path(p).stem: judge.descriptor(load_image(p)) for p in args.photos}
+    seen = {name: what_it_saw(d, record, judge, seen_cache) for name, d in photo_descs.items()}
+    for name, verdict in seen.items():
+        print(f"  {name}: {verdict.describe()}")
+    fit_configs = {}
+    for name in photo_descs:
+        excluded = ()
+        if args.unseen_tokens:
+            # the bundled faces of every benchmark photo's person: no fit trains with a token it is tested on
+            bundled = {n: judge.descriptor(load_image(OTHER_FACES_DIR / f"{n}.png")) for n in OTHER_FACES
+                       if (OTHER_FACES_DIR / f"{n}.png").is_file()}
+            excluded = tuple(n for n, d in bundled.items() if d is not None and any(
+                p is not None and np.linalg.norm(d - p) < SAME_PERSON_DISTANCE for p in photo_descs.values()))
+        fit_configs[name] = FitConfig(max_seconds=args.max_seconds or None, exclude_faces=excluded,
+                                      **({} if args.steps is None else {"steps": args.steps}))
+    if args.unseen_tokens:
+        print(f"foreign identities kept out of every fit (the benchmark photos' people): "
+              f"{', '.join(next(iter(fit_configs.values())).exclude_faces) or 'none'}")
     rows, fitted = [], []
     # the first preparation in a process loads the detector and parser (the app does this at
     # start): do it once before timing, so that every photo's wall time is its own work
@@ -130,12 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.photos:
         name = Path(path).stem
         rgb = load_image(path)
-        photo_desc = judge.descriptor(rgb)
+        photo_desc = photo_descs[name]
         t0 = time.perf_counter()
         face = prepare_face(rgb)
         emb = embed(recognizer, face.image).numpy()
         prep = time.perf_counter() - t0
-        result = fit_prepared(base, face.image, face.label_map, emb, cfg, recognizer=recognizer,
+        result = fit_prepared(base, face.image, face.label_map, emb, fit_configs[name], recognizer=recognizer,
                               base_label=source.describe(), started=t0)
         wall = time.perf_counter() - t0
         real = resize_image(face.image, size)
@@ -167,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             "dlib_distance_base": dist(d_before), "dlib_distance_fitted": dist(d_after),
             "port_distance_fitted": result.identity_after, "stage_seconds": result.summary()["stage_seconds"],
             "load_average": load_average(),
+            "base_saw": {"photo": seen[name].photo, "person": seen[name].person, "nearest": seen[name].nearest,
+                         "distance": seen[name].distance, "verdict": seen[name].describe()},
             "edits": {k: (None if v is None else {kk: round(vv, 3) for kk, vv in v.items() if kk != "image"})
                       for k, v in edits.items()},
         }
@@ -247,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     ratios = [v["outside_over_inside"] for r in rows for k, v in r["edits"].items() if v and k in BENCH_EDITS]
     untrained = [v["outside_over_inside"] for r in rows for k, v in r["edits"].items() if v and k not in BENCH_EDITS]
     print("\nsummary")
+    never = [n for n, v in seen.items() if v.person is False]
+    unknown = [n for n, v in seen.items() if v.person is None]
+    print(f"  people the base checkpoint never saw: {', '.join(never) or 'none'}"
+          + (f"; unknown for {', '.join(unknown)}" if unknown else "")
+          + f"; photos it trained on: {', '.join(n for n, v in seen.items() if v.photo) or 'none'}")
     print(f"  fit wall: median {statistics.median(walls):.1f} s, max {max(walls):.1f} s (target <= 20 s; "
           f"first fit includes loading the anchor faces)")
     print(f"  face PSNR fitted: min {min(r['psnr_face_fitted'] for r in rows):.1f} dB (target >= 28); "

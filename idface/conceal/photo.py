@@ -66,6 +66,7 @@ from idface.errors import IdfaceError, InputError
 from idface.faces.align import apply_affine, estimate_transform, get_template, invert_affine
 from idface.faces.detect import MIN_FACE_SIZE, detect_faces
 from idface.optim import Adam
+from idface.tensors import gaussian_blur as _blur
 from idface.metrics import LUMA, ciede2000, ciede2000_basis, mse_for_psnr, psnr, srgb_to_lab, ssim_luma
 
 JPEG_GRID = 16  # MCU size with 4:2:0 chroma subsampling
@@ -185,18 +186,6 @@ def _chip(x: torch.Tensor, photo_to_chip: np.ndarray, size: int) -> torch.Tensor
     theta_t = torch.as_tensor(theta, dtype=x.dtype)[None]
     grid = F.affine_grid(theta_t, [1, 3, size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [B, C, H, W], reflect-padded."""
-    r = max(1, int(round(3 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    g = torch.exp(-(t ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def texture_allowance(window: torch.Tensor, mask: torch.Tensor, sigma: float = 2.0,

@@ -15,8 +15,9 @@ saw, and keep mask editing and the identity token working on it.
    - the photo (L1 + SSIM + MSE, face region weighted up; now and then the recognizer identity
      loss, so the fitted face stays the same person);
    - the photo's mask with another person's identity token: the output changes from the photo as
-     the base generator's output changes with that token (the identity token stays alive:
-     injection still works after fitting);
+     the base generator's output changes with that token (low-passed), and the recognizer reads
+     that person and no longer the photo's (the identity token stays alive: injection still
+     works after fitting, for the people practised with);
    - optionally an edited mask (outside the edit the photo, inside the base's drawing) or another
      bundled face (anchor: stays the base output).
 4. Optional style-code steps (code_steps) are folded into the style encoder's per-class biases,
@@ -44,7 +45,7 @@ from PIL import Image
 
 from idface import metrics as M
 from idface.errors import IdfaceError, InputError
-from idface.tensors import onehot  # [S, S] -> [1, K, S, S]
+from idface.tensors import gaussian_blur, onehot  # onehot: [S, S] -> [1, K, S, S]
 from idface.fitting import losses as L
 from idface.fitting.edits import augmented_masks, edited_region, random_blob_edit
 from idface.fitting.locality import localise_mask_embedder
@@ -87,7 +88,11 @@ class FitConfig:
     # base generator's output changes when that token replaces the photo's (the token keeps the
     # effect it had: injection still works after fitting), by the reconstruction loss ...
     injection_pixels: float = 1.0
-    injection: float = 0.1              # ... and 1 - cos to that person's embedding (the recognizer)
+    injection: float = 0.4              # ... and 1 - cos to that person's embedding (the recognizer) ...
+    injection_away: float = 0.5         # ... and a hinge pushing it past the same-person threshold
+    injection_margin: float = 0.1       # away from the photo's person, by this margin (training.losses.away_loss)
+    injection_smooth: float = 1 / 64    # the base's change, low-passed (Gaussian sigma, of the side: 2 px at 128):
+                                        # its thin marks (glasses-like lines round the eyes) are not copied
     min_token_effect: float = 0.5       # injection steps only if swapping the token changes the base
                                         # output by this much (mean |change|, 0..255)
     edit_inside: float = 0.5            # edited masks: outside = photo, inside follows the target
@@ -98,10 +103,12 @@ class FitConfig:
     # mask with another person's token (injection keeps working); another bundled face (anchor)
     schedule: tuple[str, ...] = ("photo", "photo", "foreign")
     anchor: float = 1.0                 # other faces: stay the base generator's output
+    exclude_faces: tuple[str, ...] = () # bundled faces (OTHER_FACES) never used here as foreign identities
+                                        # or anchors (a benchmark keeps the people whose tokens it injects out)
     edit_margin: float = 1 / 32         # of the side: around an edit, pixels that may blend (4 at 128)
     localise_steps: int = 80            # mask-embedder locality steps (fitting.locality; milliseconds each)
     localise_lr: float = 1e-2
-    localise_weight: float = 30.0       # edits change the embedding only near themselves ...
+    localise_weight: float = 300.0      # edits change the embedding only near themselves ...
     localise_band: float = 1.0          # ... and its weights from far-off pixels shrink (any edit)
     localise_blobs: int = 24            # generic random local changes (edits.random_blob_edit) besides the pool
     # parameters not tuned (prefixes): the localised mask embedder and the 16 px stage (its
@@ -118,6 +125,9 @@ class FitConfig:
             raise InputError(f"--max-seconds must be positive; got {self.max_seconds}")
         if self.edit_target not in ("base", "transfer"):
             raise InputError(f"edit_target must be 'base' or 'transfer'; got {self.edit_target!r}")
+        if set(self.exclude_faces) - set(OTHER_FACES):
+            raise InputError(f"exclude_faces: unknown bundled faces {sorted(set(self.exclude_faces) - set(OTHER_FACES))}; "
+                             f"known: {', '.join(OTHER_FACES)}")
         unknown = set(self.schedule) - {"photo", "edit", "foreign", "anchor"}
         if unknown or "photo" not in self.schedule:
             raise InputError(f"the schedule needs 'photo' and knows photo, edit, foreign, anchor; got {self.schedule}")
@@ -387,7 +397,7 @@ def fit_prepared(
         mask = onehot(lm)                                            # [1, K, S, S]
         weight = 1 + cfg.face_weight * torch.from_numpy(region).float()[None, None]
         pixel_weight = weight / weight.mean()                        # [1, 1, S, S], mean 1
-        others = other_faces(base_model, recognizer)
+        others = [o for o in other_faces(base_model, recognizer) if o.name not in cfg.exclude_faces]
         report("preparing", 1, 1, 0.03)
         target_emb = emb_t[None] if emb_t is not None else None      # [1, D]
         foreign = []
@@ -466,7 +476,10 @@ def fit_prepared(
                 outs = generator(mask.expand(len(foreign) + 1, -1, -1, -1),
                                  torch.cat([context, base_model.context(codes.expand(len(foreign), -1, -1), swapped)]))
                 token_effect = float((outs[1:] - outs[:1]).abs().mean()) * 127.5
-                foreign_targets = (photo + outs[1:] - outs[:1]).clamp(-1, 1)   # [F, 3, S, S]
+                change = outs[1:] - outs[:1]                                  # [F, 3, S, S]
+                if cfg.injection_smooth:
+                    change = gaussian_blur(change, cfg.injection_smooth * size)
+                foreign_targets = (photo + change).clamp(-1, 1)              # [F, 3, S, S]
             if token_effect < cfg.min_token_effect:
                 foreign = []
         tuned = [p for n, p in generator.named_parameters() if not ("generator." + n).startswith(tuple(cfg.frozen))]
@@ -530,8 +543,9 @@ def fit_prepared(
                 fake = render(("foreign", f), mask, base_model.context(codes, foreign_token))
                 loss = cfg.injection_pixels * L.reconstruction_loss(fake, foreign_targets[f:f + 1], cfg.ssim, cfg.mse,
                                                                     pixel_weight)
-                if cfg.injection:
-                    loss = loss + cfg.injection * L.injection_loss(recognizer, fake, other.embedding[None])
+                if cfg.injection or cfg.injection_away:
+                    loss = loss + L.injection_loss(recognizer, fake, other.embedding[None], target_emb,
+                                                   cfg.injection, cfg.injection_away, cfg.injection_margin)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from idface.training.losses import identity_loss  # 1 - cos(E_id(fake), target), shared with the trainer
+from idface.training.losses import away_loss, cosine_loss, embed_generated, identity_loss  # shared with the trainer
 
 
 def masked_l1(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -73,12 +73,20 @@ def anchor_loss(fake: torch.Tensor, base_output: torch.Tensor) -> torch.Tensor:
     return masked_l1(fake, base_output.detach())
 
 
-def injection_loss(recognizer, fake: torch.Tensor, foreign_embedding: torch.Tensor) -> torch.Tensor:
+def injection_loss(recognizer, fake: torch.Tensor, foreign_embedding: torch.Tensor,
+                   photo_embedding: torch.Tensor | None = None, pull: float = 1.0, away: float = 0.0,
+                   margin: float = 0.1) -> torch.Tensor:
     """Identity injection: with another person's identity token, the recognizer should read that
-    person in the output (1 - cos to the foreign embedding [B, D]); the caller adds a pixel term
-    to the photo so people still see the photo's face."""
-    return identity_loss(recognizer, fake, foreign_embedding)
+    person in the output (pull x (1 - cos to the foreign embedding [B, D])) and, with away > 0, no longer
+    the photo's person: the trainer's hinge (away_loss) past the recognizer's same-person
+    threshold by `margin`, away from photo_embedding [B, D]. One recognizer pass for both. The
+    caller adds a pixel term so people still see the photo's face."""
+    embedding = embed_generated(recognizer, fake)                       # [B, D]
+    loss = pull * cosine_loss(embedding, foreign_embedding)
+    if away and photo_embedding is not None:
+        loss = loss + away * away_loss(recognizer, embedding, photo_embedding, margin)
+    return loss
 
 
 __all__ = ["masked_l1", "ssim_loss", "reconstruction_loss", "edit_locality_loss", "anchor_loss",
-           "injection_loss", "identity_loss"]
+           "injection_loss", "identity_loss", "away_loss"]

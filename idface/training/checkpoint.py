@@ -26,6 +26,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 CKPT_PATTERN = re.compile(r"step_(\d+)")
+# the model card (README.md of final/ and of a checkpoint's ema/) ends with the run's training
+# config as a JSON block under this line (Trainer.model_card_notes; read by evaluation.seen)
+CARD_CONFIG_HEADING = "Training config:"
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -119,5 +122,5 @@ def prune(run_dir: Path, keep: int) -> None:
 
 __all__ = [
     "save_state_dict", "load_file", "optimizer_to_tensors", "optimizer_from_file", "rng_state",
-    "set_rng_state", "list_checkpoints", "checkpoint_dir", "finalize", "prune",
+    "set_rng_state", "list_checkpoints", "checkpoint_dir", "finalize", "prune", "CARD_CONFIG_HEADING",
 ]

@@ -458,7 +458,7 @@ class Trainer:
         if self.metrics:
             lines += ["", "## Metrics (EMA model, periodic eval)", "", "| metric | value |", "|---|---|"]
             lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in self.metrics.items()]
-        lines += ["", "Training config:", "", "```json", json.dumps(cfg.to_dict(), indent=1, default=str), "```"]
+        lines += ["", ckpt.CARD_CONFIG_HEADING, "", "```json", json.dumps(cfg.to_dict(), indent=1, default=str), "```"]
         return "\n".join(lines)
 
     def save_ema(self, folder: Path, export: bool = False) -> None:

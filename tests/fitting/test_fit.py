@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from idface.cli import main
+from idface.errors import InputError
 from idface.fitting import FitCancelled, FitConfig, WeightDelta, fit_prepared
 from idface.model import IdFaceModel
 from idface.pipeline import IdFacePipeline
@@ -115,3 +116,17 @@ def test_fit_cli_bad_input_is_one_line(tiny_base, tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     code = main(["fit", "--style", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "o"), "--steps", "-1"])
     assert code == 1 and "--steps" in capsys.readouterr().err
+
+
+def test_excluded_bundled_faces_are_no_foreign_identity(tiny_base, aligned_face, dlib_port, face_embedding):
+    """A benchmark keeps the people whose tokens it injects out of the fit (--unseen-tokens)."""
+    _, base = tiny_base
+    image, label = aligned_face
+    quick = dict(QUICK, steps=1, code_steps=0)
+    every = fit_prepared(base, image, label, face_embedding, FitConfig(**quick), recognizer=dlib_port)
+    fewer = fit_prepared(base, image, label, face_embedding,
+                         FitConfig(**quick, exclude_faces=("astronaut", "obama", "obama2")), recognizer=dlib_port)
+    assert every.foreign_identities == 5                      # the bundled faces but biden (the photo's person)
+    assert fewer.foreign_identities == 2 and fewer.anchors == 3
+    with pytest.raises(InputError, match="unknown bundled faces"):
+        FitConfig(exclude_faces=("nobody",))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 import torch
 
 from idface.fitting.edits import UNTRAINED_EDITS, augmented_masks, random_blob_edit
@@ -115,3 +116,33 @@ def test_edit_pool_is_random_and_changes_every_mask(aligned_face):
     assert len({e.tobytes() for _, e in pool}) == 10
     other = augmented_masks(lm, np.random.default_rng(1), 10)
     assert {e.tobytes() for _, e in pool} != {e.tobytes() for _, e in other}
+
+
+def test_gaussian_blur_keeps_flat_images_and_the_mean_and_removes_thin_lines():
+    from idface.tensors import gaussian_blur
+
+    flat = torch.full((1, 3, 32, 32), 0.3)
+    assert torch.allclose(gaussian_blur(flat, 2.0), flat, atol=1e-6)
+    line = torch.zeros(1, 1, 32, 32)
+    line[..., 16, :] = 1.0                                     # a one-pixel line (a glasses frame at 128 px)
+    blurred = gaussian_blur(line, 2.0)
+    assert abs(float(blurred.sum()) - 32.0) < 1e-3            # the change is spread, not lost
+    assert float(blurred.max()) < 0.25                         # its peak is gone
+
+
+def test_injection_loss_pushes_away_from_the_photo_only_while_it_still_reads_as_the_photo(aligned_face, dlib_port):
+    from idface.fitting import losses as L
+    from idface.fitting.fit import embed, to_model_tensor
+
+    image = aligned_face[0]
+    fake = to_model_tensor(image).requires_grad_(True)        # [1, 3, S, S]: reads as the photo itself
+    own = embed(dlib_port, image)[None]                        # [1, D]
+    other = torch.roll(own, 1, dims=1)                         # some other embedding
+    pull = L.injection_loss(dlib_port, fake, other, own, pull=1.0, away=0.0)
+    both = L.injection_loss(dlib_port, fake, other, own, pull=1.0, away=1.0, margin=0.1)
+    # the photo's own embedding is at distance ~0: the hinge adds about threshold + margin
+    assert float((both - pull).detach()) == pytest.approx(dlib_port.threshold + 0.1, abs=0.05)
+    grad, = torch.autograd.grad(both - pull, fake)
+    assert float(grad.abs().sum()) > 0
+    far = L.injection_loss(dlib_port, fake, other, other * 10, pull=0.0, away=1.0)   # already far from "the photo"
+    assert float(far.detach()) == 0.0

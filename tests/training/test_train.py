@@ -98,6 +98,13 @@ def test_two_dozen_steps_with_every_available_loss(prepared_64, tmp_path, capsys
     card = (out / "final" / "README.md").read_text()
     assert "24 of 24 steps" in card and "psnr_db" in card
     assert all(f"{term} (" in card for term in summary["disabled_terms"])  # "switched off: perceptual (...)"
+    # what it was trained on can be read back from the card (evaluation.seen: benchmarks on held-out faces)
+    from idface.evaluation.seen import checkpoint_folder, training_config, training_record
+
+    config, source = training_config(out / "final")
+    assert source == str(out / "final" / "README.md") and config["data"] == cfg.to_dict()["data"]
+    assert training_config(checkpoint_folder(ckpt))[0]["max_steps"] == 24          # step folder -> its ema/
+    assert training_record(out / "final").complete is False                         # a data folder, not a photo list
     x = model(onehot(torch.zeros(1, 64, 64, dtype=torch.long)), torch.zeros(1, 3, 64, 64))
     assert torch.isfinite(x).all()
 
