@@ -222,3 +222,28 @@ def test_texture_allowance_gives_busy_areas_more_room():
     allow = texture_allowance(img, mask)
     assert allow.shape == (1, 1, 40, 80)
     assert float(allow[..., 5:35, 5:30].max()) <= 0.25 + 1e-6 and float(allow[..., 5:35, 50:75].mean()) > 1.0
+
+
+def test_normalised_gradient_keeps_the_gradients_proportions():
+    from idface.optim import Adam, NormalisedGradient
+
+    # a loss that depends 10x more on the first coordinate: the normalised gradient moves it 10x
+    # further (Adam would move both by about lr); each step moves lr x (1 - momentum) in RMS at first
+    weights = torch.tensor([10.0, 1.0, 0.0])
+    p = torch.zeros(3, requires_grad=True)
+    opt = NormalisedGradient([p], lr=0.5, momentum=0.8)
+    (p * weights).sum().backward()
+    opt.step()
+    rms = float(torch.sqrt((weights ** 2).mean()))
+    torch.testing.assert_close(p.detach(), -0.5 * 0.2 * weights / rms)
+    assert float(p[2]) == 0.0
+    q = torch.zeros(3, requires_grad=True)
+    adam = Adam([q], lr=0.5)
+    (q * weights).sum().backward()
+    adam.step()
+    assert float(q[0]) == pytest.approx(float(q[1]), rel=1e-3)     # Adam: the same step for both
+    # momentum: a second, identical gradient adds 0.8 x the first direction plus the new one
+    p.grad = None
+    (p * weights).sum().backward()
+    opt.step()
+    torch.testing.assert_close(p.detach(), -0.5 * (0.2 + 0.8 * 0.2 + 0.2) * weights / rms)
