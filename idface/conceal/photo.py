@@ -120,6 +120,7 @@ class PhotoAttackSettings:
     # the 99th-percentile limit (the per-pixel cap) stays until the level passes p99_hold, then grows
     # as level / p99_hold: blotches are what people see first, so the mean and PSNR give way before it
     p99_hold: float = 2.5
+    psnr_hold: float = 2.5               # likewise for the PSNR floor (it falls as level / psnr_hold past it)
     escalate_after: int = 5
     escalate_steps: int = 30
     optimiser: str = "gradient"              # "adam", or "gradient": steps along the gradient normalised over the
@@ -415,7 +416,8 @@ class PhotoAttack:
 
     def psnr_floor(self, level: float | None = None) -> float:
         """The PSNR floor at a budget level (falls by 20 log10(level) dB as the limits grow)."""
-        return self.s.min_psnr - 20 * math.log10(self.level if level is None else level)
+        k = self.level if level is None else level
+        return self.s.min_psnr - 20 * math.log10(max(1.0, k / max(self.s.psnr_hold, 1.0)))
 
     def within_budget(self, image: np.ndarray, level: float | None = None) -> bool:
         """The budget at `level` (default: the current one) holds for a uint8 photo."""
@@ -428,7 +430,8 @@ class PhotoAttack:
     def level_needed(self, numbers: dict) -> float:
         """The smallest budget level whose limits the budget_numbers() of a result fit (at least 1)."""
         s = self.s
-        k = [1.0, 10 ** ((s.min_psnr - numbers["psnr"]) / 20)]
+        over = 10 ** ((s.min_psnr - numbers["psnr"]) / 20)
+        k = [1.0, over * max(s.psnr_hold, 1.0) if over > 1 else over]   # the smallest k whose floor it meets
         if s.max_ciede2000_mean:
             k.append(numbers["ciede2000_mean"] / s.max_ciede2000_mean)
         if s.max_ciede2000_p99:
