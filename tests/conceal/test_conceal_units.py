@@ -247,3 +247,22 @@ def test_normalised_gradient_keeps_the_gradients_proportions():
     (p * weights).sum().backward()
     opt.step()
     torch.testing.assert_close(p.detach(), -0.5 * (0.2 + 0.8 * 0.2 + 0.2) * weights / rms)
+
+
+def test_budget_holds_the_p99_limit_and_psnr_floor_until_their_level():
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
+
+    attack = object.__new__(PhotoAttack)     # only the budget arithmetic, no photo needed
+    attack.s = PhotoAttackSettings(min_psnr=40.0, max_ciede2000_mean=1.0, max_ciede2000_p99=3.0,
+                                   p99_hold=2.5, psnr_hold=2.5)
+    for level in (1.0, 2.0, 2.5):
+        assert attack.p99_level(level) == 1.0 and attack.psnr_floor(level) == 40.0
+    assert attack.p99_level(4.0) == pytest.approx(1.6)
+    assert attack.psnr_floor(4.0) == pytest.approx(40.0 - 20 * np.log10(1.6))
+    # the level a result needed: the mean alone grows freely; a p99 or PSNR past its limit needs the hold passed
+    assert attack.level_needed({"psnr": 41.0, "ciede2000_mean": 1.4, "ciede2000_p99": 2.9}) == pytest.approx(1.4)
+    assert attack.level_needed({"psnr": 41.0, "ciede2000_mean": 0.9, "ciede2000_p99": 3.3}) == pytest.approx(2.75)
+    assert attack.level_needed({"psnr": 39.0, "ciede2000_mean": 0.9, "ciede2000_p99": 2.0}) == pytest.approx(
+        2.5 * 10 ** (1 / 20))
+    attack.s = PhotoAttackSettings(p99_hold=1.0, psnr_hold=1.0)   # the limits grow with the level at once
+    assert attack.p99_level(2.0) == 2.0 and attack.psnr_floor(2.0) == pytest.approx(40.0 - 20 * np.log10(2.0))
