@@ -47,3 +47,33 @@ class Adam:
         torch._foreach_div_(denom, math.sqrt(correction2))
         torch._foreach_add_(denom, self.eps)
         torch._foreach_addcdiv_(params, mean, denom, value=-self.lr / correction1)
+
+
+class NormalisedGradient:
+    """Descent along the gradient scaled so that its root mean square over all the parameters is 1,
+    averaged over steps (momentum): each step moves the parameters by about `lr` (root mean square)
+    and, unlike Adam, keeps the gradient's own proportions between coordinates: the ones the loss
+    depends on most move most (what a budget projection that keeps the largest changes needs)."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.8, eps: float = 1e-12):
+        self.params = [p for p in params]
+        self.lr = lr
+        self.momentum = momentum
+        self.eps = eps
+        self.average = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        grads = [self.params[i].grad for i in live]
+        count = sum(g.numel() for g in grads)
+        rms = math.sqrt(sum(float((g * g).sum()) for g in grads) / max(count, 1))
+        for i, g in zip(live, grads):
+            self.average[i].mul_(self.momentum).add_(g, alpha=(1 - self.momentum) / (rms + self.eps))
+            self.params[i].sub_(self.average[i], alpha=self.lr)

@@ -6,6 +6,7 @@
     .venv/bin/python scripts/bench_conceal.py --attack dlib-resnet,faceres   # several attacked at once
     .venv/bin/python scripts/bench_conceal.py --photos megapixel   # 1024x1024 face crops (upscaled, see below)
     .venv/bin/python scripts/bench_conceal.py --set escalate_to=1  # a PhotoAttackSettings field (hard budget)
+    .venv/bin/python scripts/bench_conceal.py --pairs grace_hopper.jpg:obama2.jpg,biden.jpg:   # these runs only (A: = dodge)
 
 Photos: `bundled` = assets/faces as they are (512x512 to 1434x2333, faces 88-324 px wide);
 `megapixel` = each of them cropped to a square of 1.75x its face width around the face and
@@ -78,6 +79,8 @@ def main() -> int:
                              "with Lanczos (idface.testing.megapixel)")
     parser.add_argument("--out-dir", default=None, help="also save every result here as PNG (look at them at 1:1)")
     parser.add_argument("--only", default=None, help="only runs whose photo A is one of these files (comma-separated)")
+    parser.add_argument("--pairs", default=None,
+                        help="only these runs: A:B for an impersonation, A: for a dodge (comma-separated file names)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a PhotoAttackSettings field (repeatable), e.g. --set max_ciede2000_mean=1.5")
     args = parser.parse_args()
@@ -109,6 +112,12 @@ def main() -> int:
     if args.only:
         keep = set(args.only.split(","))
         runs = [r for r in runs if r[1] in keep]
+    if args.pairs:
+        wanted = [tuple(item.split(":")) for item in args.pairs.split(",")]
+        unknown = [n for pair in wanted for n in pair if n and n not in PHOTOS]
+        if unknown:
+            parser.error(f"unknown photo(s) {', '.join(unknown)}; known: {', '.join(PHOTOS)}")
+        runs = [("dodge", a, None) if not b else ("impersonate", a, b) for a, b in wanted]
     settings = {"min_psnr": args.min_psnr} if args.min_psnr is not None else {}
     for item in args.set:
         name, _, value = item.partition("=")

@@ -222,3 +222,47 @@ def test_texture_allowance_gives_busy_areas_more_room():
     allow = texture_allowance(img, mask)
     assert allow.shape == (1, 1, 40, 80)
     assert float(allow[..., 5:35, 5:30].max()) <= 0.25 + 1e-6 and float(allow[..., 5:35, 50:75].mean()) > 1.0
+
+
+def test_normalised_gradient_keeps_the_gradients_proportions():
+    from idface.optim import Adam, NormalisedGradient
+
+    # a loss that depends 10x more on the first coordinate: the normalised gradient moves it 10x
+    # further (Adam would move both by about lr); each step moves lr x (1 - momentum) in RMS at first
+    weights = torch.tensor([10.0, 1.0, 0.0])
+    p = torch.zeros(3, requires_grad=True)
+    opt = NormalisedGradient([p], lr=0.5, momentum=0.8)
+    (p * weights).sum().backward()
+    opt.step()
+    rms = float(torch.sqrt((weights ** 2).mean()))
+    torch.testing.assert_close(p.detach(), -0.5 * 0.2 * weights / rms)
+    assert float(p[2]) == 0.0
+    q = torch.zeros(3, requires_grad=True)
+    adam = Adam([q], lr=0.5)
+    (q * weights).sum().backward()
+    adam.step()
+    assert float(q[0]) == pytest.approx(float(q[1]), rel=1e-3)     # Adam: the same step for both
+    # momentum: a second, identical gradient adds 0.8 x the first direction plus the new one
+    p.grad = None
+    (p * weights).sum().backward()
+    opt.step()
+    torch.testing.assert_close(p.detach(), -0.5 * (0.2 + 0.8 * 0.2 + 0.2) * weights / rms)
+
+
+def test_budget_holds_the_p99_limit_and_psnr_floor_until_their_level():
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
+
+    attack = object.__new__(PhotoAttack)     # only the budget arithmetic, no photo needed
+    attack.s = PhotoAttackSettings(min_psnr=40.0, max_ciede2000_mean=1.0, max_ciede2000_p99=3.0,
+                                   p99_hold=2.5, psnr_hold=2.5)
+    for level in (1.0, 2.0, 2.5):
+        assert attack.p99_level(level) == 1.0 and attack.psnr_floor(level) == 40.0
+    assert attack.p99_level(4.0) == pytest.approx(1.6)
+    assert attack.psnr_floor(4.0) == pytest.approx(40.0 - 20 * np.log10(1.6))
+    # the level a result needed: the mean alone grows freely; a p99 or PSNR past its limit needs the hold passed
+    assert attack.level_needed({"psnr": 41.0, "ciede2000_mean": 1.4, "ciede2000_p99": 2.9}) == pytest.approx(1.4)
+    assert attack.level_needed({"psnr": 41.0, "ciede2000_mean": 0.9, "ciede2000_p99": 3.3}) == pytest.approx(2.75)
+    assert attack.level_needed({"psnr": 39.0, "ciede2000_mean": 0.9, "ciede2000_p99": 2.0}) == pytest.approx(
+        2.5 * 10 ** (1 / 20))
+    attack.s = PhotoAttackSettings(p99_hold=1.0, psnr_hold=1.0)   # the limits grow with the level at once
+    assert attack.p99_level(2.0) == 2.0 and attack.psnr_floor(2.0) == pytest.approx(40.0 - 20 * np.log10(2.0))
