@@ -14,23 +14,33 @@ import math
 import torch
 
 
-class Adam:
-    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+class _Optimiser:
+    """The parameter list, zero_grad and the parameters that have a gradient this step."""
+
+    def __init__(self, params, lr: float):
         self.params = [p for p in params]
         self.lr = lr                                  # the caller may change it between steps
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def _live(self) -> list[int]:
+        return [i for i, p in enumerate(self.params) if p.grad is not None]
+
+
+class Adam(_Optimiser):
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        super().__init__(params, lr)
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.steps = 0
         self.mean = [torch.zeros_like(p) for p in self.params]
         self.square = [torch.zeros_like(p) for p in self.params]
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
     @torch.no_grad()
     def step(self) -> None:
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        live = self._live()
         if not live:
             return
         self.steps += 1
@@ -49,26 +59,21 @@ class Adam:
         torch._foreach_addcdiv_(params, mean, denom, value=-self.lr / correction1)
 
 
-class NormalisedGradient:
+class NormalisedGradient(_Optimiser):
     """Descent along the gradient scaled so that its root mean square over all the parameters is 1,
     averaged over steps (momentum): each step moves the parameters by about `lr` (root mean square)
     and, unlike Adam, keeps the gradient's own proportions between coordinates: the ones the loss
     depends on most move most (what a budget projection that keeps the largest changes needs)."""
 
     def __init__(self, params, lr: float, momentum: float = 0.8, eps: float = 1e-12):
-        self.params = [p for p in params]
-        self.lr = lr
+        super().__init__(params, lr)
         self.momentum = momentum
         self.eps = eps
         self.average = [torch.zeros_like(p) for p in self.params]
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
     @torch.no_grad()
     def step(self) -> None:
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        live = self._live()
         if not live:
             return
         grads = [self.params[i].grad for i in live]

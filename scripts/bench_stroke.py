@@ -15,7 +15,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,25 +43,12 @@ def main() -> int:
     args = parser.parse_args()
 
     import app
-    from idface.engine import Engine
-    from idface.errors import WeightsNotFoundError
-    from idface.testing import free_port, make_plumbing_checkpoint
+    from idface.testing import benchmark_engine, free_port
     from idface.testing.browser import chromium_page, outputs_after, paint_stroke, select_class, wait_ready
 
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        engine = Engine()
-        if not engine.generator_ready:
-            checkpoint = tempfile.mkdtemp(prefix="idface-plumbing-")
-            make_plumbing_checkpoint(checkpoint)
-            print(f"no checkpoint found: using a tiny plumbing checkpoint (random weights) in {checkpoint}")
-            engine = Engine(checkpoint=checkpoint)
-    else:
-        try:
-            engine = Engine(checkpoint=checkpoint)
-        except WeightsNotFoundError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+    engine = benchmark_engine(args.checkpoint)
+    if engine is None:
+        return 1
     print(f"checkpoint: {engine.checkpoint_label} (image {engine.image_size}px); "
           f"recognizers: {', '.join(engine.recognizers())}; torch threads: {__import__('torch').get_num_threads()}")
 

@@ -83,26 +83,13 @@ def main() -> int:
     import app
     import torch
     from bench_parser import cpu_name
-    from idface.engine import Engine
-    from idface.errors import WeightsNotFoundError
-    from idface.testing import free_port, make_plumbing_checkpoint
+    from idface.testing import benchmark_engine, free_port
     from idface.testing.browser import chromium_page, outputs_after, wait_ready
     from idface.ui import handlers
 
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        engine = Engine()
-        if not engine.generator_ready:
-            checkpoint = tempfile.mkdtemp(prefix="idface-plumbing-")
-            make_plumbing_checkpoint(checkpoint)
-            print(f"no checkpoint found: using a tiny plumbing checkpoint (random weights) in {checkpoint}")
-            engine = Engine(checkpoint=checkpoint)
-    else:
-        try:
-            engine = Engine(checkpoint=checkpoint)
-        except WeightsNotFoundError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+    engine = benchmark_engine(args.checkpoint)
+    if engine is None:
+        return 1
     print(f"CPU: {cpu_name()}; load average {os.getloadavg()[0]:.1f}; torch threads {torch.get_num_threads()}")
     print(f"checkpoint: {engine.checkpoint_label} (image {engine.image_size}px); "
           f"recognizers: {', '.join(engine.recognizers())}")

@@ -4,6 +4,8 @@ from tests/). Nothing in idface's library code imports this package.
 - free_port(): a free loopback TCP port.
 - app_process(env): `python app.py` on a free port, yielded once it answers, stopped after.
 - make_plumbing_checkpoint(folder): a random-weight checkpoint of a preset (plumbing, not faces).
+- benchmark_engine(checkpoint): the Engine a browser benchmark serves (the resolver's checkpoint, or a
+  plumbing one when there is none; None with a message when a named checkpoint is missing).
 - browser: the app driven as a browser does (Playwright pages, or the page's HTTP protocol).
 - rawdata: a tiny data set in the CelebAMask-HQ release layout.
 """
@@ -80,3 +82,26 @@ def app_process(env: dict[str, str], cwd: str | Path | None = None, timeout_s: f
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def benchmark_engine(checkpoint: str | None):
+    """The Engine a benchmark script serves: `checkpoint` as given, or the resolver's; when the
+    resolver finds none, a tiny plumbing checkpoint (random weights) in a temporary folder, said so.
+    A named checkpoint that cannot be loaded: its one-line message on stderr and None."""
+    import tempfile
+
+    from idface.engine import Engine
+    from idface.errors import WeightsNotFoundError
+
+    if checkpoint is None:
+        engine = Engine()
+        if engine.generator_ready:
+            return engine
+        checkpoint = tempfile.mkdtemp(prefix="idface-plumbing-")
+        make_plumbing_checkpoint(checkpoint)
+        print(f"no checkpoint found: using a tiny plumbing checkpoint (random weights) in {checkpoint}")
+    try:
+        return Engine(checkpoint=checkpoint)
+    except WeightsNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
