@@ -160,6 +160,7 @@ class FitPanel:
         base = self.engine.pipeline.model
         name = base.config.identity_recognizer
         recognizer = self.engine.recognizers().get(name)
+        self.engine.embed_missing(style, [name])  # (a new face's embeddings may still be on their way)
         store.cancel.clear()
 
         def report(p) -> None:

@@ -34,8 +34,8 @@ def test_the_upload_step_generates_unscored_and_the_next_step_scores(handlers, p
     assert face.embeddings == {}  # the identity token came from the identity face: nothing embedded yet
     np.testing.assert_array_equal(decode_label_map(editor["value"]), face.label_map)  # its mask, to the editor
     assert example == {"__type__": "update", "value": None}
-    assert picture is not None and picture.shape[:2] == (256, 256)
     assert gen is not None and gen.scores is None and SCORING_NOTE in bars
+    assert picture is not None and picture.shape[:2] == (256, 256)  # shown at the faces' size
 
     mask_pic, attention, bars, download, scored = handlers.finish_generation(editor["value"], gen, face, identity,
                                                                              "identity")
