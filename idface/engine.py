@@ -37,13 +37,14 @@ FRAME_SIZE = 256
 IDENTITY_SOURCES = ("identity", "style", "none")
 # fp32 by default; IDFACE_PRECISION=bf16 halves generator time on CPUs with AVX-512 bf16.
 PRECISION = os.environ.get("IDFACE_PRECISION", "fp32")
-# Intra-op threads of one generator or recognizer pass (in the calling thread only, idface.threads).
-# One: these are small graphs (a 128-256 px generator, 150-160 px recognizers) where two threads
-# meet at a barrier after every op; on the shared 2-core machine (load 5-6) a pass on two threads
-# took 10-25x the wall time of one (dlib-resnet 106 ms -> 1.2 s, faceres 145 ms -> 2.6 s,
-# generator 102 ms -> 3.0 s; scripts/bench_upload.py's README entry), and on one thread the demo
-# generator's CPU time (67-78 ms) is what it took on two threads on a quiet machine (66 ms).
-ENGINE_THREADS = int(os.environ.get("IDFACE_ENGINE_THREADS", "1"))
+# Intra-op threads of one generator or recognizer pass, in the calling thread only (idface.threads);
+# unset: the calling thread's own setting (the app's new-face steps set one, ui.handlers). Measured
+# on the shared 2-core machine at load 5-8, within the noise there: in a plain script two threads
+# took 10-25x the wall time of one (dlib-resnet 106 ms -> 1.2 s, generator 102 ms -> 3.0 s), but in
+# the app's strokes two were not worse (scripts/bench_stroke.py: 0.77 and 0.89 s on two, 0.97 and
+# 1.05 s on one).
+_threads = os.environ.get("IDFACE_ENGINE_THREADS", "").strip()
+ENGINE_THREADS = int(_threads) if _threads else None
 MAX_FITTED_PIPELINES = 4  # materialised fitted models kept (sessions hold only fp16 deltas)
 
 GET_CHECKPOINT_HELP = (

@@ -25,6 +25,7 @@ from idface.images import load_mask
 from idface.engine import FRAME_SIZE, Engine, Generation, PreparedFace, generate_from_photos
 from idface.labels import CLASS_NAMES, DISPLAY_NAMES, IDENTITY_TOKEN, index_to_color
 from idface.outputs import attention_overlay, jpeg_data_url, synthetic_png_file, upscale
+from idface.threads import thread_local_torch_threads
 from idface.ui.bars import identity_bars_html
 from idface.ui.maskcodec import decode_label_map, encode_label_map
 
@@ -174,6 +175,13 @@ class ExampleFaces:
 
 
 SCORING_NOTE = "Scoring the new face with the recognizers…"
+# Intra-op torch threads of a new face's two steps (face_changed, finish_generation), in the calling
+# worker thread only. scripts/bench_upload.py on the shared 2-core machine (AMD EPYC, load 5-8),
+# median upload to first image per run, 12-18 uploads each: one thread 1.27, 1.17, 1.23, 1.03 s
+# (server CPU 0.74-0.86 s), torch's two 1.53, 1.63, 1.17, 1.45 s (0.76-0.99 s); the last four
+# alternated. Strokes keep torch's setting (engine.ENGINE_THREADS): there two threads were not
+# worse (scripts/bench_stroke.py: 0.77 and 0.89 s on two, 0.97 and 1.05 s on one).
+NEW_FACE_THREADS = 1
 RECENT_FACE_S = 20.0  # how long a session's just-prepared upload answers a repeated change event
 
 
@@ -248,6 +256,12 @@ class Handlers:
         -> (face, message, crop, editor, example-mask dropdown, generated, bars, status, last
         generation, *extra). The repeated change event of one upload (RecentFaces answered it
         and the state already holds that face) changes nothing: every output is skipped."""
+        with thread_local_torch_threads(NEW_FACE_THREADS):
+            return self._face_changed(what, photo, previous, other, mask_text, identity_source, from_identity,
+                                      follow, session, on_face)
+
+    def _face_changed(self, what, photo, previous, other, mask_text, identity_source, from_identity, follow,
+                      session, on_face) -> tuple:
         face, message, crop = self.prepare_face(photo, what, session, embed=False)
         extra: list = []
         if on_face is not None:
@@ -328,7 +342,8 @@ class Handlers:
             label_map = decode_label_map(mask_text) if mask_text else None
         except InputError:
             label_map = None  # face_changed has said so in the status line
-        return self._finish(label_map, gen, style, identity, token)
+        with thread_local_torch_threads(NEW_FACE_THREADS):
+            return self._finish(label_map, gen, style, identity, token)
 
     def _generate(self, label_map: np.ndarray | None, style: PreparedFace | None, identity: PreparedFace | None,
                   identity_source: str, from_identity: list[str] | None,
