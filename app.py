@@ -143,10 +143,9 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) 
             gr.Markdown("### 3 · Result", elem_classes="step-title")
             status = gr.Markdown(elem_id="status")
             with gr.Row(equal_height=True, elem_classes="result-row"):
-                # the aligned photo crops as WebP (10 ms to encode at 256 px, PNG 31 ms: the upload's step)
-                style_crop = gr.Image(label="Style face", **{**generated_kw, "format": "webp", "elem_classes": [
+                style_crop = gr.Image(label="Style face", **{**generated_kw, "elem_classes": [
                     "face-style", *generated_kw["elem_classes"]]})
-                identity_crop = gr.Image(label="Identity face", **{**generated_kw, "format": "webp", "elem_classes": [
+                identity_crop = gr.Image(label="Identity face", **{**generated_kw, "elem_classes": [
                     "face-identity", *generated_kw["elem_classes"]]})
                 generated = gr.Image(label="Generated" if engine.generator_ready else "Generated (no checkpoint)",
                                      elem_id="generated", **generated_kw)
