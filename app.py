@@ -186,22 +186,35 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) 
         """A mask from elsewhere (a face, a file) replaced the example: the dropdown says so."""
         return event.then(lambda: gr.update(value=None), None, example_mask, api_visibility="private")
 
-    def prepare_style(img, request: gr.Request):
-        return h.prepare_face(img, "style face", request.session_hash if request else None)
+    def session_of(request: gr.Request | None) -> str | None:
+        return request.session_hash if request else None
 
-    def prepare_identity(img, request: gr.Request):
-        return h.prepare_face(img, "identity face", request.session_hash if request else None)
+    # A new face up to its first generated face in one step (prepare without embeddings, the
+    # fitting note, its mask into the editor, generate unscored), then the identity bars, mask
+    # picture, attention map and download in a second: scripts/bench_upload.py. (A photo input
+    # fires change twice for one upload: the repeat is a lookup and changes nothing, see RecentFaces.)
+    changed_outputs = [editor, example_mask, generated, bars, status, last_gen]
 
-    # (a photo input fires change twice for one upload: the second call is a lookup, see RecentFaces)
-    style_prepared = style_in.change(
-        prepare_style, style_in, [style_state, style_msg, style_crop],
-        show_progress_on=[style_crop], api_visibility="private", **heavy,
-    )
-    # the fitting note and the new face's mask into the editor in one step, then generate
-    styled = fit.after_style(style_prepared, style_in, style_state,
-                             follow_up=(h.follow_style_face, [follow], [editor]))
-    regenerate_after(styled)
-    mask_replaced(styled)
+    def finish_after(event):
+        return event.then(h.finish_generation, [editor, last_gen, style_state, identity_state, token],
+                          [mask_pic, attention_pic, bars, download, last_gen], show_progress_on=[bars],
+                          api_visibility="private", **heavy)
+
+    def style_changed(img, previous, identity, mask_text, source, from_identity, follow_mask, fit_store,
+                      request: gr.Request):
+        return h.face_changed("style face", img, previous, identity, mask_text, source, from_identity,
+                              follow_mask, session_of(request), on_face=lambda face: fit.on_style(img, face, fit_store))
+
+    def identity_changed(img, previous, style, mask_text, source, from_identity, request: gr.Request):
+        return h.face_changed("identity face", img, previous, style, mask_text, source, from_identity,
+                              session=session_of(request))
+
+    finish_after(style_in.change(
+        style_changed,
+        [style_in, style_state, identity_state, editor, identity_source, take_from_identity, follow, fit.store],
+        [style_state, style_msg, style_crop, *changed_outputs, *fit.style_outputs],
+        show_progress_on=[style_crop, generated], api_visibility="private", **heavy,
+    ))
     fit.wire(style_in, style_state, regenerate_after)
     # first visit: prepare the pre-filled example faces, take the style face's mask, generate
     regenerate_after(
@@ -211,9 +224,10 @@ def synthesis_tab(demo: gr.Blocks, engine: Engine, warm_examples: bool = False) 
               [identity_state, identity_msg, identity_crop], api_visibility="private", **heavy)
         .then(h.follow_style_face, [style_state, follow], editor, api_visibility="private")
     )
-    regenerate_after(identity_in.change(
-        prepare_identity, identity_in, [identity_state, identity_msg, identity_crop],
-        show_progress_on=[identity_crop], api_visibility="private", **heavy,
+    finish_after(identity_in.change(
+        identity_changed, [identity_in, identity_state, style_state, editor, identity_source, take_from_identity],
+        [identity_state, identity_msg, identity_crop, *changed_outputs],
+        show_progress_on=[identity_crop, generated], api_visibility="private", **heavy,
     ))
     for button, state, what in ((from_style, style_state, "style face"), (from_identity, identity_state, "identity face")):
         picked = button.click(lambda f, w=what: h.mask_from_face(f, w), state, editor, api_visibility="private")

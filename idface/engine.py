@@ -27,6 +27,7 @@ from idface.errors import IdfaceError, InputError, UnavailableError, WeightsNotF
 from idface.images import load_image, load_mask
 from idface.labels import CLASS_NAMES, DISPLAY_NAMES, IDENTITY_TOKEN, NUM_CLASSES, validate_label_map
 from idface.tensors import image_tensor
+from idface.threads import thread_local_torch_threads
 from idface.weights import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,14 @@ FRAME_SIZE = 256
 IDENTITY_SOURCES = ("identity", "style", "none")
 # fp32 by default; IDFACE_PRECISION=bf16 halves generator time on CPUs with AVX-512 bf16.
 PRECISION = os.environ.get("IDFACE_PRECISION", "fp32")
+# Intra-op threads of one generator or recognizer pass, in the calling thread only (idface.threads);
+# unset: the calling thread's own setting (the app's new-face steps set one, ui.handlers). Measured
+# on the shared 2-core machine at load 5-8, within the noise there: in a plain script two threads
+# took 10-25x the wall time of one (dlib-resnet 106 ms -> 1.2 s, generator 102 ms -> 3.0 s), but in
+# the app's strokes two were not worse (scripts/bench_stroke.py: 0.77 and 0.89 s on two, 0.97 and
+# 1.05 s on one).
+_threads = os.environ.get("IDFACE_ENGINE_THREADS", "").strip()
+ENGINE_THREADS = int(_threads) if _threads else None
 MAX_FITTED_PIPELINES = 4  # materialised fitted models kept (sessions hold only fp16 deltas)
 
 GET_CHECKPOINT_HELP = (
@@ -60,7 +69,7 @@ class PreparedFace:
 @dataclass
 class Generation:
     image: np.ndarray                         # [H, W, 3] uint8 at the generator's resolution
-    scores: dict                              # see score_faces
+    scores: dict | None                       # see score_faces; None: not scored (yet)
     attention: dict[str, np.ndarray]          # token name -> [h, w] float16 map (may be empty)
     settings: dict                            # what made it (for the PNG metadata)
     seconds: float
@@ -242,19 +251,33 @@ class Engine:
         self.recognizers()
         return dict(self._unavailable)
 
-    def _embed_frames(self, images: list[np.ndarray]) -> dict[str, list]:
-        """Every recognizer's embedding of images in the generator frame (any size)."""
+    def _embed_frames(self, images: list[np.ndarray], names: Any = None) -> dict[str, list]:
+        """Every recognizer's (or those in `names`) embedding of images in the generator frame (any size)."""
         batch = torch.cat([image_tensor(img) for img in images]).to(self.device)
         out = {}
-        with torch.no_grad():
+        with torch.no_grad(), thread_local_torch_threads(ENGINE_THREADS):
             for name, rec in self.recognizers().items():
+                if names is not None and name not in names:
+                    continue
                 emb = rec.embed_frame(batch).float().cpu().numpy()  # [B, D]
                 out[name] = [emb[i] for i in range(len(images))]
         return out
 
+    def embed_missing(self, face: PreparedFace | None, names: Any = None) -> None:
+        """Fill in the embeddings `face` lacks: every available recognizer's, or those in `names`
+        (a face prepared with embed=False, or a recognizer that became available since)."""
+        if face is None:
+            return
+        wanted = [n for n in self.recognizers() if (names is None or n in names) and n not in face.embeddings]
+        if wanted:
+            for name, (emb,) in self._embed_frames([face.aligned], wanted).items():
+                face.embeddings.setdefault(name, emb)
+
     # ---- faces ----
-    def prepare(self, photo: Any, what: str = "face") -> PreparedFace:
-        """Photo (path, bytes, array) -> PreparedFace. Raises NoFaceError / InputError."""
+    def prepare(self, photo: Any, what: str = "face", embed: bool = True) -> PreparedFace:
+        """Photo (path, bytes, array) -> PreparedFace. Raises NoFaceError / InputError.
+        embed=False: no recognizer embeddings yet (embed_missing, generate and score_faces add
+        what they need), so that the app can show a generated face before the identity bars."""
         try:
             from idface.faces import prepare_face
         except ImportError as err:
@@ -275,8 +298,8 @@ class Engine:
                 message=message,
                 faces_found=int(aligned.faces_found),
             )
-            for name, (emb,) in self._embed_frames([face.aligned]).items():
-                face.embeddings[name] = emb
+            if embed:
+                self.embed_missing(face)
         return face
 
     # ---- scores ----
@@ -286,10 +309,8 @@ class Engine:
         (`similarity_to_style` or `distance_to_style`, as `higher_is_more_similar` says), the
         style-vs-identity reference, the threshold and the verdicts."""
         recognizers = self.recognizers()
-        for face in (style, identity):  # a recognizer that became available after the face was prepared
-            if face is not None and any(name not in face.embeddings for name in recognizers):
-                for name, (emb,) in self._embed_frames([face.aligned]).items():
-                    face.embeddings.setdefault(name, emb)
+        for face in (style, identity):  # prepared with embed=False, or a recognizer that became available since
+            self.embed_missing(face)
         gen_emb = self._embed_frames([generated]) if generated is not None else {}
         result: dict[str, dict] = {}
         for name, rec in recognizers.items():
@@ -323,8 +344,10 @@ class Engine:
         identity: PreparedFace | None,
         identity_source: str = "identity",
         class_sources: Any = None,
+        score: bool = True,
     ) -> Generation:
-        """One generator pass + scores. label_map: [S, S] uint8 in the generator frame."""
+        """One generator pass + scores (score=False: scores None; score_faces later, e.g. after the
+        picture is shown). label_map: [S, S] uint8 in the generator frame."""
         if self.pipeline is None:
             raise UnavailableError(self.generator_help)
         if identity_source not in IDENTITY_SOURCES:
@@ -336,7 +359,7 @@ class Engine:
         start = time.perf_counter()
         with self._lock:
             image, attention = self._run_pipeline(lm, style, identity, identity_source, sources)
-        scores = self.score_faces(style, identity, image)
+        scores = self.score_faces(style, identity, image) if score else None
         settings = {
             "identity_token": identity_source,
             "classes_from_identity_face": [CLASS_NAMES[k] for k, v in sorted(sources.items()) if v == "identity"],
@@ -354,6 +377,7 @@ class Engine:
         embedding = None
         if token_face is not None:
             recognizer = pipe.config.identity_recognizer
+            self.embed_missing(token_face, [recognizer])  # (a face prepared with embed=False)
             embedding = token_face.embeddings.get(recognizer)
             if embedding is None:
                 reason = self.unavailable_recognizers().get(recognizer, "not loaded")
@@ -362,8 +386,9 @@ class Engine:
                     f"available here ({reason}); choose 'None' for the identity token"
                 )
         class_sources = {k: (identity.aligned, identity.label_map) for k, src in sources.items() if src == "identity"}
-        result = pipe(lm, style=(style.aligned, style.label_map), identity_embedding=embedding,
-                      class_sources=class_sources or None)
+        with thread_local_torch_threads(ENGINE_THREADS):
+            result = pipe(lm, style=(style.aligned, style.label_map), identity_embedding=embedding,
+                          class_sources=class_sources or None)
         # float16 halves what each visitor's session keeps (20 maps at the generator's resolution)
         return (np.asarray(result.image, dtype=np.uint8),
                 {name: np.asarray(a, dtype=np.float16) for name, a in result.attention.items()})

@@ -5,14 +5,16 @@
 Launches the app on loopback, drives Debian's Chromium (Playwright) and, for each bundled photo
 (assets/faces) `--uploads` times, sets the style face's file input and waits until the generated
 image in the page changes: wall time from handing the file to the page to the new image, as a
-visitor sees it (upload, queue, preparing the face: decode, detect, align, parse, embed; the style
-face's follow-up steps; the generator and recognizer scoring; PNG encoding; transfer; browser).
+visitor sees it (upload, queue, the upload's step: decode, detect, align, parse, generate; PNG
+encoding; transfer; browser), then until the identity bars hold the new face's scores (the next
+step: the recognizers' embeddings and scores, the mask and attention pictures, the download).
 Each upload is a fresh copy of the photo with a unique comment chunk (same pixels, new bytes), so
 the app's cache of the bundled examples (keyed by the file's hash) never answers it: every upload
-costs what a visitor's own photo costs. Prints the median per photo and overall, the server-side
-split (the page's handlers: prepare_face = idface.faces.prepare_face + recognizer embeddings;
-regenerate = generate + output pictures) and the CPU and load average. Without --checkpoint it uses the checkpoint the app would find, or else a
-"tiny"-preset plumbing checkpoint (random weights) in a temporary folder. Shared cores: rough.
+costs what a visitor's own photo costs. Prints the medians per photo and overall, the server-side
+split (the page's handlers: face_changed = the upload's step, finish_generation = the scores' step;
+both summed over Gradio's repeated change event) and the server's CPU time and load average.
+Without --checkpoint it uses the checkpoint the app would find, or else a "tiny"-preset plumbing
+checkpoint (random weights) in a temporary folder. Shared cores: rough.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ FACES = ROOT / "assets" / "faces"
 PHOTOS = ["astronaut.png", "grace_hopper.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
 
 
+# the identity bars hold the new generated face's scores (the upload's second step has answered)
+BARS_FILLED = ("() => { const b = document.querySelector('#identity_bars');"
+               " return !!b && !b.innerText.includes('Scoring') && !!b.querySelector('.idbar-verdict'); }")
 TRACE: list[tuple[str, float, float]] = []  # (handler, start, end) in time.time() seconds
 
 
@@ -96,22 +101,25 @@ def main() -> int:
 
     import idface.faces
 
-    buckets = {name: [] for name in ("handler prepare_face", "  idface prepare_face", "  embed", "follow_style_face",
-                                     "fit on_style", "handler regenerate", "  generate")}
-    timed(handlers.Handlers, "prepare_face", buckets["handler prepare_face"])  # decode, detect, align, parse, embed
+    buckets = {name: [] for name in ("handler face_changed", "  handler prepare_face", "  idface prepare_face",
+                                     "  generate", "  embed", "handler finish_generation", "  score_faces")}
+    # the upload's first step: prepare (decode, detect, align, parse), fitting note, mask, generate unscored
+    timed(handlers.Handlers, "face_changed", buckets["handler face_changed"])
+    timed(handlers.Handlers, "prepare_face", buckets["  handler prepare_face"])
     timed(idface.faces, "prepare_face", buckets["  idface prepare_face"])  # (engine.prepare imports it per call)
-    timed(engine, "_embed_frames", buckets["  embed"])
-    timed(handlers.Handlers, "follow_style_face", buckets["follow_style_face"])
-    from idface.ui.fit_panel import FitPanel
-    timed(FitPanel, "on_style", buckets["fit on_style"])
-    timed(handlers.Handlers, "regenerate", buckets["handler regenerate"])  # generate + output pictures
     timed(engine, "generate", buckets["  generate"])
+    timed(engine, "_embed_frames", buckets["  embed"])  # every recognizer embedding (either step)
+    # the second step: scores (the style face's and the generated face's embeddings), pictures, download
+    timed(handlers.Handlers, "finish_generation", buckets["handler finish_generation"])
+    timed(engine, "score_faces", buckets["  score_faces"])
 
     demo = app.build_demo(engine)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
                             quiet=True, **app.LAUNCH_KWARGS)
     walls: dict[str, list[float]] = {p: [] for p in args.photos}
-    server_cpu: list[float] = []  # this process's CPU seconds per upload (server, all threads; not Chromium)
+    server_cpu: list[float] = []  # this process's CPU seconds per upload until the image shows (server, all threads; not Chromium)
+    server_cpu_bars: list[float] = []  # ... until the identity bars show
+    bar_walls: list[float] = []
     split: dict[str, list[float]] = {name: [] for name in buckets}
     copies = Path(tempfile.mkdtemp(prefix="idface-bench-upload-"))
     try:
@@ -131,13 +139,18 @@ def main() -> int:
                 cpu = time.process_time()
                 page.set_input_files(file_input, str(upload))
                 shown = outputs_after(page, started)
+                cpu_shown = time.process_time() - cpu
+                page.wait_for_function(BARS_FILLED, timeout=60_000)
+                bars = page.evaluate("() => performance.now()")  # (polled: within ~0.1 s)
                 if args.trace and i:
                     print(f"  {photo}: " + ", ".join(f"{name} {1e3 * (a - started_wall):.0f}-{1e3 * (b - started_wall):.0f}"
                                                      for name, a, b in TRACE[n_trace:] if not name.startswith("_"))
-                          + f", shown {shown - started:.0f} ms")
+                          + f", shown {shown - started:.0f} ms, bars {bars - started:.0f} ms")
                 if i:
                     walls[photo].append((shown - started) / 1000.0)
-                    server_cpu.append(time.process_time() - cpu)
+                    bar_walls.append((bars - started) / 1000.0)
+                    server_cpu.append(cpu_shown)
+                    server_cpu_bars.append(time.process_time() - cpu)
                     for name, b in buckets.items():
                         split[name].append(sum(b[counts[name]:]))
                 time.sleep(0.5)
@@ -152,11 +165,13 @@ def main() -> int:
     print("upload-to-first-image median per photo: " + ", ".join(f"{p} {med(ts) * 1e3:.0f} ms" for p, ts in walls.items()))
     print(f"upload-to-first-image median {med(every) * 1e3:.0f} ms over {len(every)} uploads "
           f"(min {min(every) * 1e3:.0f}, max {max(every) * 1e3:.0f}); load average {os.getloadavg()[0]:.1f}")
-    handlers_ms = sum(med(split[name]) for name in split if not name.startswith(" ")) * 1e3
     print("server handlers, median per upload: " + "; ".join(f"{name.strip()} {med(v) * 1e3:.0f} ms" for name, v in split.items()))
-    print(f"rest (upload, Gradio queue and events, output encoding, transfer, browser): {med(every) * 1e3 - handlers_ms:.0f} ms")
+    print(f"rest of the first image's wall (upload, Gradio queue and events, output encoding, transfer, browser): "
+          f"{med(every) * 1e3 - med(split['handler face_changed']) * 1e3:.0f} ms")
+    print(f"upload-to-identity-bars median {med(bar_walls) * 1e3:.0f} ms")
     print(f"server CPU per upload (this process, all threads; under load the wall time is mostly waiting): "
-          f"median {med(server_cpu) * 1e3:.0f} ms")
+          f"median {med(server_cpu) * 1e3:.0f} ms until the image shows, {med(server_cpu_bars) * 1e3:.0f} ms "
+          "until the identity bars show")
     return 0
 
 

@@ -142,8 +142,16 @@ class BrowserSession:
         server_path = r.json()[0]
         return {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
 
+    def initial_inputs(self, fn_index: int) -> list:
+        """The event's inputs as a freshly loaded page holds them (each component's initial value)."""
+        dep = next(d for d in self.config["dependencies"] if d["id"] == fn_index)
+        return [self.components[cid].get("props", {}).get("value") for cid in dep["inputs"]]
+
     def run(self, fn_index: int, data: list) -> tuple[bool, list | str, float | None]:
-        """-> (success, output data or error text, queue wait in s)."""
+        """-> (success, output data or error text, queue wait in s). Inputs left out at the end of
+        `data` are sent with the page's initial values (initial_inputs), as the browser would."""
+        initial = self.initial_inputs(fn_index)
+        data = list(data) + initial[len(data):]
         sent = time.perf_counter()
         r = self.http.post(self.url + "gradio_api/queue/join", json={
             "data": data, "fn_index": fn_index, "session_hash": self.session_hash,

@@ -160,6 +160,7 @@ class FitPanel:
         base = self.engine.pipeline.model
         name = base.config.identity_recognizer
         recognizer = self.engine.recognizers().get(name)
+        self.engine.embed_missing(style, [name])  # (a new face's embeddings may still be on their way)
         store.cancel.clear()
 
         def report(p) -> None:
@@ -192,23 +193,10 @@ class FitPanel:
         return gr.update(value="Cancelling…", interactive=False)
 
     # ---- wiring ----
-    def after_style(self, event, style_in, style_state, follow_up=None):
-        """Chain on the event that prepared a new style face (before the regeneration).
-        follow_up = (fn, inputs, outputs): another step on the new face, fn(face, *inputs) ->
-        outputs, run in the same handler after on_style: one round trip through the queue and the
-        page instead of two (each cost ~0.1-0.6 s before the first image, scripts/bench_upload.py)."""
-        if follow_up is None:
-            return event.then(self.on_style, [style_in, style_state, self.store],
-                              [style_state, self.store, self.info, self.button], api_visibility="private")
-        fn, inputs, outputs = follow_up
-
-        def on_style_then(image, style, store, *extra):
-            style, store, info, button = self.on_style(image, style, store)
-            result = fn(style, *extra)
-            return (style, store, info, button, *(result if isinstance(result, tuple) else (result,)))
-
-        return event.then(on_style_then, [style_in, style_state, self.store, *inputs],
-                          [style_state, self.store, self.info, self.button, *outputs], api_visibility="private")
+    @property
+    def style_outputs(self) -> list:
+        """What on_style returns after the style state (the page's style-face step lists these)."""
+        return [self.store, self.info, self.button]
 
     def wire(self, style_in, style_state, regenerate_after) -> None:
         shown = self.button.click(lambda: (gr.update(visible=False),

@@ -25,6 +25,7 @@ from idface.images import load_mask
 from idface.engine import FRAME_SIZE, Engine, Generation, PreparedFace, generate_from_photos
 from idface.labels import CLASS_NAMES, DISPLAY_NAMES, IDENTITY_TOKEN, index_to_color
 from idface.outputs import attention_overlay, jpeg_data_url, synthetic_png_file, upscale
+from idface.threads import thread_local_torch_threads
 from idface.ui.bars import identity_bars_html
 from idface.ui.maskcodec import decode_label_map, encode_label_map
 
@@ -173,6 +174,14 @@ class ExampleFaces:
         return self.get(digest) if digest in self.by_hash else None
 
 
+SCORING_NOTE = "Scoring the new face with the recognizers…"
+# Intra-op torch threads of a new face's two steps (face_changed, finish_generation), in the calling
+# worker thread only. scripts/bench_upload.py on the shared 2-core machine (AMD EPYC, load 5-8),
+# median upload to first image per run, 12-18 uploads each: one thread 1.27, 1.17, 1.23, 1.03 s
+# (server CPU 0.74-0.86 s), torch's two 1.53, 1.63, 1.17, 1.45 s (0.76-0.99 s); the last four
+# alternated. Strokes keep torch's setting (engine.ENGINE_THREADS): there two threads were not
+# worse (scripts/bench_stroke.py: 0.77 and 0.89 s on two, 0.97 and 1.05 s on one).
+NEW_FACE_THREADS = 1
 RECENT_FACE_S = 20.0  # how long a session's just-prepared upload answers a repeated change event
 
 
@@ -217,21 +226,63 @@ class Handlers:
             self.examples.warm_in_background()
 
     # ---- faces ----
-    def prepare_face(self, photo: Any, what: str, session: str | None = None) -> tuple[PreparedFace | None, str, Any]:
+    def prepare_face(self, photo: Any, what: str, session: str | None = None,
+                     embed: bool = True) -> tuple[PreparedFace | None, str, Any]:
         """-> (state, message, aligned crop for display). With the visitor's session id, a repeat of
-        the same upload within RECENT_FACE_S returns the face just prepared (see RecentFaces)."""
+        the same upload within RECENT_FACE_S returns the face just prepared (see RecentFaces).
+        embed=False: no recognizer embeddings yet (the engine adds them when needed)."""
         if photo is None:
             return None, face_message(None, what), None
         key = (session, str(photo), what) if session and isinstance(photo, (str, os.PathLike)) else None
         try:
             face = self.examples.lookup(photo) or (self.recent.get(key) if key else None)
             if face is None:
-                face = self.engine.prepare(photo, what)
+                face = self.engine.prepare(photo, what, embed=embed)
                 if key:
                     self.recent.put(key, face)
         except IdfaceError as err:
             return None, face_message(None, what, str(err)), None
         return face, face_message(face, what), face.aligned
+
+    def face_changed(self, what: str, photo: Any, previous: PreparedFace | None, other: PreparedFace | None,
+                     mask_text: str | None, identity_source: str, from_identity: list[str] | None,
+                     follow: bool = False, session: str | None = None, on_face=None) -> tuple:
+        """A new style or identity face, up to its first generated face in ONE step (one trip
+        through the queue and the page): prepare it without recognizer embeddings; for the style
+        face, on_face(face) -> (face, *extra outputs) (the fitting panel's note) and, with `follow`,
+        its mask into the editor; generate from that mask, unscored. The identity bars, the mask
+        picture, the attention map and the download follow in finish_generation, after the
+        picture is shown. `other`: the other role's face.
+        -> (face, message, crop, editor, example-mask dropdown, generated, bars, status, last
+        generation, *extra). The repeated change event of one upload (RecentFaces answered it
+        and the state already holds that face) changes nothing: every output is skipped."""
+        with thread_local_torch_threads(NEW_FACE_THREADS):
+            return self._face_changed(what, photo, previous, other, mask_text, identity_source, from_identity,
+                                      follow, session, on_face)
+
+    def _face_changed(self, what, photo, previous, other, mask_text, identity_source, from_identity, follow,
+                      session, on_face) -> tuple:
+        face, message, crop = self.prepare_face(photo, what, session, embed=False)
+        extra: list = []
+        if on_face is not None:
+            face, *extra = on_face(face)
+        if face is not None and previous is not None and previous.aligned is face.aligned:
+            return tuple(gr.skip() for _ in range(9 + len(extra)))
+        editor, example = gr.update(), gr.update()
+        style, identity = (face, other) if what == "style face" else (other, face)
+        if what == "style face":
+            editor = self.follow_style_face(face, follow)
+            if "value" in editor:  # its mask replaced the editor's (and the example mask's name)
+                mask_text, example = editor["value"], gr.update(value=None)
+        try:
+            label_map = decode_label_map(mask_text) if mask_text else None
+        except InputError as err:
+            return (face, message, crop, editor, example, None, identity_bars_html(None), f"**Problem:** {err}",
+                    None, *extra)
+        gen, generated, status = self._generate(label_map, style, identity, identity_source, from_identity,
+                                                score=False)
+        bars = identity_bars_html(None, SCORING_NOTE) if (style or identity) else identity_bars_html(None)
+        return (face, message, crop, editor, example, generated, bars, status, gen, *extra)
 
     # ---- mask sources ----
     def initial_mask(self) -> str | None:
@@ -268,37 +319,66 @@ class Handlers:
     # ---- generation ----
     def regenerate(self, mask_text: str | None, style: PreparedFace | None, identity: PreparedFace | None,
                    identity_source: str, from_identity: list[str] | None, token: str | None):
-        """-> generated, mask picture, attention overlay, bars, download, status, last generation."""
-        engine = self.engine
+        """A stroke or a control: generate and score in one step.
+        -> generated, mask picture, attention overlay, bars, download, status, last generation."""
         try:
             label_map = decode_label_map(mask_text) if mask_text else None
         except InputError as err:
             return None, None, None, identity_bars_html(None), None, f"**Problem:** {err}", None
-        mask_pic = index_to_color(label_map) if label_map is not None else None
-        scores_only = lambda msg: (  # noqa: E731
-            None, mask_pic, None,
-            identity_bars_html(engine.score_faces(style, identity) if (style or identity) else None),
-            None, msg, None,
-        )
-        if style is None:
-            return scores_only("Pick a style face to generate.")
-        if label_map is None:
-            return scores_only("Paint a mask or load one (from a face, an example or a file).")
-        if not engine.generator_ready:
-            return scores_only(engine.generator_help)
+        gen, generated, status = self._generate(label_map, style, identity, identity_source, from_identity)
+        mask_pic, attention, bars, download, gen = self._finish(label_map, gen, style, identity, token)
+        return generated, mask_pic, attention, bars, download, status, gen
+
+    def finish_generation(self, mask_text: str | None, gen: Generation | None, style: PreparedFace | None,
+                          identity: PreparedFace | None, token: str | None):
+        """After face_changed showed the picture: the recognizers' scores (embedding the new face
+        first), the mask picture, the attention map, the download.
+        -> mask picture, attention overlay, bars, download, last generation (now scored).
+        A generation already scored (by a stroke since, or the repeated change event of one
+        upload) is already on the page: every output is skipped."""
+        if gen is not None and gen.scores is not None:
+            return tuple(gr.skip() for _ in range(5))
         try:
-            gen = engine.generate(label_map, style, identity, identity_source, list(from_identity or []))
+            label_map = decode_label_map(mask_text) if mask_text else None
+        except InputError:
+            label_map = None  # face_changed has said so in the status line
+        with thread_local_torch_threads(NEW_FACE_THREADS):
+            return self._finish(label_map, gen, style, identity, token)
+
+    def _generate(self, label_map: np.ndarray | None, style: PreparedFace | None, identity: PreparedFace | None,
+                  identity_source: str, from_identity: list[str] | None,
+                  score: bool = True) -> tuple[Generation | None, Any, str]:
+        """-> (generation or None, the picture shown, status line)."""
+        engine = self.engine
+        if style is None:
+            return None, None, "Pick a style face to generate."
+        if label_map is None:
+            return None, None, "Paint a mask or load one (from a face, an example or a file)."
+        if not engine.generator_ready:
+            return None, None, engine.generator_help
+        try:
+            gen = engine.generate(label_map, style, identity, identity_source, list(from_identity or []), score=score)
         except IdfaceError as err:
-            return scores_only(f"**Problem:** {err}")
+            return None, None, f"**Problem:** {err}"
         except Exception:  # a bug, not the visitor's input: keep the page alive, details in the log
             log.exception("generation failed")
-            return scores_only("**Problem:** generation failed on the server; the error is in its log.")
-        shown = upscale(gen.image, FRAME_SIZE)
-        download = synthetic_png_file(gen.image, engine.checkpoint_label, gen.settings)
+            return None, None, "**Problem:** generation failed on the server; the error is in its log."
         status = (f"Generated in {gen.seconds:.2f} s · checkpoint: {engine.checkpoint_label}"
                   f" · weights: {gen.settings.get('weights', 'base checkpoint')}")
-        return (shown, mask_pic, self.attention_picture(gen, token), identity_bars_html(gen.scores),
-                download, status, gen)
+        return gen, upscale(gen.image, FRAME_SIZE), status
+
+    def _finish(self, label_map: np.ndarray | None, gen: Generation | None, style: PreparedFace | None,
+                identity: PreparedFace | None, token: str | None):
+        """-> mask picture, attention overlay, bars, download, the generation (scored)."""
+        engine = self.engine
+        mask_pic = index_to_color(label_map) if label_map is not None else None
+        if gen is None:  # nothing generated: the two faces' reference scores, if any
+            bars = identity_bars_html(engine.score_faces(style, identity) if (style or identity) else None)
+            return mask_pic, self.attention_picture(None, token), bars, None, None
+        if gen.scores is None:  # generated unscored (face_changed)
+            gen.scores = engine.score_faces(style, identity, gen.image)
+        download = synthetic_png_file(gen.image, engine.checkpoint_label, gen.settings)
+        return mask_pic, self.attention_picture(gen, token), identity_bars_html(gen.scores), download, gen
 
     def attention_picture(self, gen: Generation | None, token: str | None):
         if gen is None or not token or token not in gen.attention:

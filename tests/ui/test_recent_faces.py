@@ -18,9 +18,9 @@ def counted():
     calls = []
     prepare = engine.prepare
 
-    def counting(photo, what="face"):
+    def counting(photo, what="face", **kwargs):
         calls.append(str(photo))
-        return prepare(photo, what)
+        return prepare(photo, what, **kwargs)
 
     engine.prepare = counting
     return Handlers(engine), calls
