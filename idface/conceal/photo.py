@@ -128,6 +128,12 @@ class PhotoAttackSettings:
     optimiser: str = "gradient"              # "adam", or "gradient": steps along the gradient normalised over the
                                          # whole perturbation (keeps which pixels matter more; Adam equalises them)
     momentum: float = 0.8                # "gradient" only
+    # after the first verified success, the smallest budget level that still holds is searched
+    # (PhotoAttack.shrink: projections of the successful change onto smaller budgets, verified raw and
+    # re-compressed, bisection, the smallest level `shrink_below` first): at most `shrink_tries` more
+    # verifications (0: off); none when the result is already within that level's budget
+    shrink_tries: int = 3
+    shrink_below: float = 1.0
     seed: int = 0
 
 
@@ -389,7 +395,7 @@ class PhotoAttack:
     def budget_numbers(self, image: np.ndarray) -> dict:
         """The budget's numbers for a uint8 photo: whole-photo PSNR and SSIM, CIEDE2000 mean and p99
         over the measured pixels (remembered for the last few images: the result is measured by
-        the search and twice by the report)."""
+        the search, the shrink and the report)."""
         key = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest()
         if key in self._numbers:
             return dict(self._numbers[key])
@@ -452,15 +458,55 @@ class PhotoAttack:
         return 1.0 + (s.escalate_to - 1.0) * min(1.0, max(0.0, ramp))
 
     def _fit_budget(self, u: torch.Tensor) -> np.ndarray:
-        """Compose, and shrink the perturbation until the uint8 image meets the budget."""
+        """Compose, and shrink the perturbation until the uint8 image meets the budget (the
+        perturbation that made the image is kept in self.candidate_u)."""
         image = self.compose(u)
         shrink = u.detach().clone()
         for _ in range(40):
             if self.within_budget(image):
+                self.candidate_u = shrink
                 return image
             shrink.mul_(0.95)
             image = self.compose(shrink)
+        self.candidate_u = torch.zeros_like(shrink)
         return self.photo.copy()  # could not fit: return the original rather than break the budget
+
+    def shrink(self, u: torch.Tensor, image: np.ndarray, tries: int) -> tuple[np.ndarray, dict, float, int] | None:
+        """After a verified success (`image`, made by the perturbation u at budget level self.level): the smallest
+        budget level (bisection, at most `tries` verifications) whose projection of u (the per-pixel
+        limit, the mean and the PSNR floor of that level, _limit) still gives every attacked
+        recognizer the wanted verdict, raw and re-compressed, with the margin. The smallest level
+        (`shrink_below`, default the starting budget) is tried first: a success found while the
+        budget grew often holds within it.
+        Returns (image, verified, level, verifications) of the smallest verified level, or None when
+        no smaller level held (the success stands as it is)."""
+        from idface.conceal.search import done
+
+        high = self.level
+        low = self.s.shrink_below
+        if tries <= 0 or low >= high or self.within_budget(image, low):
+            return None          # nothing to gain: already within the smallest budget searched
+        best, used, level = None, 0, low
+        try:
+            while used < tries:
+                self.level = level
+                candidate = u.detach().clone()
+                self._limit(candidate, level)
+                image = self._fit_budget(candidate)
+                verified = self.verify(image)
+                used += 1
+                if done(verified, self.s.robust):
+                    best, high = (image, verified, level), level
+                    if level == low:
+                        break
+                else:
+                    low = level
+                level = math.sqrt(low * high)
+                if high / low < 1.05:
+                    break
+        finally:
+            self.level = high
+        return None if best is None else (*best, used)
 
     # ---- one forward pass over sampled transformations ----
     def _margins(self, x: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
@@ -503,32 +549,6 @@ class PhotoAttack:
         """Real check of a uint8 photo: detect, align, embed; raw and re-compressed."""
         return verify_photo(image, self.targets, self.goal, self.margin)
 
-    def _optimiser(self, u: torch.Tensor):
-        s = self.s
-        if s.optimiser == "adam":
-            return Adam([u], lr=s.lr)
-        if s.optimiser == "gradient":
-            return NormalisedGradient([u], lr=s.lr, momentum=s.momentum)
-        raise InputError(f"unknown optimiser {s.optimiser!r}; choose adam or gradient")
-
-    def _descend(self, u: torch.Tensor, optimiser, rng: np.random.Generator) -> tuple[float, float]:
-        """One optimiser step on u (in place) at the budget level self.level, then the projection:
-        (the loss, the worst sampled margin before the step)."""
-        s = self.s
-        x = self.base + self.delta_work(u)                                       # [1, 3, h, w] working copy
-        margins = self._margins(x, rng)
-        loss = x.new_zeros(())
-        worst = math.inf
-        for t in self.targets:
-            m = margins[t.recognizer.name]                                       # [samples]
-            loss = loss + F.relu(self.margin(t.recognizer) + s.overshoot - m).mean()
-            worst = min(worst, float(m.detach().min()))
-        u.grad = None
-        loss.backward()
-        optimiser.step()
-        self._project(u)
-        return float(loss.detach()), worst
-
     # ---- the loop (idface.conceal.search) ----
     def run(self, progress: Callable[[int, dict], None] | None = None,
             unattacked: dict | None = None) -> PhotoAttackResult:
@@ -538,15 +558,31 @@ class PhotoAttack:
         torch.manual_seed(s.seed)
         start = time.perf_counter()
         u = torch.zeros_like(self.base, requires_grad=True)                     # [1, 3, h, w] perceptual units
-        optimiser = self._optimiser(u)
+        if s.optimiser == "adam":
+            optimiser = Adam([u], lr=s.lr)
+        elif s.optimiser == "gradient":
+            optimiser = NormalisedGradient([u], lr=s.lr, momentum=s.momentum)
+        else:
+            raise InputError(f"unknown optimiser {s.optimiser!r}; choose adam or gradient")
         if unattacked is None:
             unattacked = self.verify(self.photo)
         smallest_margin = min(self.margin(t.recognizer) for t in self.targets)
 
         def step(i: int) -> tuple[dict, bool]:
             self.level = self.level_at(i)
-            loss, worst = self._descend(u, optimiser, rng)
-            record = {"step": i, "loss": round(loss, 4), "worst_margin": round(worst, 4),
+            x = self.base + self.delta_work(u)                                   # [1, 3, h, w] working copy
+            margins = self._margins(x, rng)
+            loss = x.new_zeros(())
+            worst = math.inf
+            for t in self.targets:
+                m = margins[t.recognizer.name]
+                loss = loss + F.relu(self.margin(t.recognizer) + s.overshoot - m).mean()
+                worst = min(worst, float(m.detach().min()))
+            u.grad = None
+            loss.backward()
+            optimiser.step()
+            self._project(u)
+            record = {"step": i, "loss": round(float(loss.detach()), 4), "worst_margin": round(worst, 4),
                       "budget_level": round(self.level, 3)}
             return record, i % s.check_every == 0 and worst >= smallest_margin
 
@@ -556,8 +592,14 @@ class PhotoAttack:
             steps=s.steps, max_seconds=s.max_seconds, robust=s.robust, step=step,
             candidate=lambda: self._fit_budget(u), verify=self.verify, progress=progress,
         )
-        return PhotoAttackResult(found.image, found.steps, time.perf_counter() - start, found.stopped,
-                                 found.verified, found.history)
+        image, verified, history = found.image, found.verified, found.history
+        if found.stopped == "goal reached":
+            smaller = self.shrink(self.candidate_u, found.image, s.shrink_tries)
+            if smaller is not None:
+                image, verified, level, tries = smaller
+                history.append({"step": found.steps, "shrunk_to_level": round(level, 3), "verifications": tries})
+        return PhotoAttackResult(image, found.steps, time.perf_counter() - start, found.stopped,
+                                 verified, history)
 
 
 def verify_photo(image: np.ndarray, targets: list[Target], goal: str, margin_of) -> dict:
