@@ -76,6 +76,7 @@ from idface.tensors import gaussian_blur as _blur
 from idface.metrics import LUMA, ciede2000, ciede2000_basis, mse_for_psnr, psnr, srgb_to_lab, ssim_luma
 
 JPEG_GRID = 16  # MCU size with 4:2:0 chroma subsampling
+SHRINK_STEP = 1.15  # PhotoAttack.shrink: budget level ratio between the levels it tries below the one reached
 
 
 @dataclass
@@ -133,8 +134,8 @@ class PhotoAttackSettings:
     momentum: float = 0.8                # "gradient" only
     # after the first verified success, the smallest budget level that still holds is searched
     # (PhotoAttack.shrink: projections of the successful change onto smaller budgets, verified raw and
-    # re-compressed, bisection, the smallest level `shrink_below` first): at most `shrink_tries` more
-    # verifications (0: off); none when the result is already within that level's budget
+    # re-compressed: the smallest level `shrink_below` first, then down from the level reached): at most
+    # `shrink_tries` more verifications (0: off); none when the result is already within that level's budget
     shrink_tries: int = 3
     shrink_below: float = 1.0
     seed: int = 0
@@ -475,40 +476,42 @@ class PhotoAttack:
         return self.photo.copy()  # could not fit: return the original rather than break the budget
 
     def shrink(self, u: torch.Tensor, image: np.ndarray, tries: int) -> tuple[np.ndarray, dict, float, int] | None:
-        """After a verified success (`image`, made by the perturbation u at budget level self.level): the smallest
-        budget level (bisection, at most `tries` verifications) whose projection of u (the per-pixel
-        limit, the mean and the PSNR floor of that level, _limit) still gives every attacked
-        recognizer the wanted verdict, raw and re-compressed, with the margin. The smallest level
-        (`shrink_below`, default the starting budget) is tried first: a success found while the
-        budget grew often holds within it.
-        Returns (image, verified, level, verifications) of the smallest verified level, or None when
-        no smaller level held (the success stands as it is)."""
+        """After a verified success (`image`, made by the perturbation u at budget level self.level):
+        a smaller budget level whose projection of u (the per-pixel limit, the mean and the PSNR floor
+        of that level, _limit) still gives every attacked recognizer the wanted verdict, raw and
+        re-compressed, with the margin; at most `tries` verifications. The smallest level
+        (`shrink_below`, default the starting budget) first: a success found just as the budget grew
+        often holds within it. Otherwise down from the level reached, by SHRINK_STEP at a time, until a
+        level fails (the verdict's margin falls about linearly with the change, so a success that needed
+        a large budget needs most of it; levels just above the starting one hold no better than it).
+        Returns (image, verified, level, verifications) of the smallest level that held, or None when
+        none did (the success stands as it is)."""
         from idface.conceal.search import done
 
-        high = self.level
+        top = self.level
         low = self.s.shrink_below
-        if tries <= 0 or low >= high or self.within_budget(image, low):
+        if tries <= 0 or low >= top or self.within_budget(image, low):
             return None          # nothing to gain: already within the smallest budget searched
-        best, used, level = None, 0, low
+        best, used = None, 0
+        levels = [low] + [top / SHRINK_STEP ** k for k in range(1, tries)]
         try:
-            while used < tries:
+            for level in levels:
+                if level < low or (used and level <= levels[0]):
+                    break
                 self.level = level
                 candidate = u.detach().clone()
                 self._limit(candidate, level)
-                image = self._fit_budget(candidate)
-                verified = self.verify(image)
+                picture = self._fit_budget(candidate)
+                verified = self.verify(picture)
                 used += 1
                 if done(verified, self.s.robust):
-                    best, high = (image, verified, level), level
+                    best = (picture, verified, level)
                     if level == low:
                         break
-                else:
-                    low = level
-                level = math.sqrt(low * high)
-                if high / low < 1.05:
-                    break
+                elif used > 1:
+                    break                # a level down from the top failed: smaller ones will too
         finally:
-            self.level = high
+            self.level = top if best is None else best[2]
         return None if best is None else (*best, used)
 
     # ---- one forward pass over sampled transformations ----
