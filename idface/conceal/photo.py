@@ -42,7 +42,9 @@ the run stops at the first verified success, so the change is only as large as t
 The per-pixel limit (what sets the 99th percentile) grows last: only once the level passes
 `p99_hold`, so the change spreads over more of the face before any pixel's change grows.
 `escalate_to=1` makes the budget hard. The report says whether the starting budget held and which
-level the result needed.
+level the result needed. A success found while the budget grew is then shrunk (PhotoAttack.shrink):
+the change is projected onto the starting budget, else onto levels stepping down from the one
+reached, and the smallest level whose result still gives every verdict (verified as below) is kept.
 
 Every `check_every` steps (once the loss says done) the current uint8 result is verified the way a
 user would verify it: detect, align and embed the whole photo (recognizer.embed_photo), raw and
