@@ -190,6 +190,20 @@ def ciede2000_rgb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ciede2000(to_lab(a), to_lab(b))
 
 
+def _srgb_to_lab_jacobian(rgb: torch.Tensor) -> torch.Tensor:
+    """d Lab / d sRGB of srgb_to_lab, written out: rgb [N, 3] in [0, 1] -> [N, 3 (Lab), 3 (RGB)]
+    (the chain: sRGB decoding, the XYZ matrix, the cube root or its linear part, the Lab rows)."""
+    d_lin = torch.where(rgb <= 0.04045, torch.full_like(rgb, 1 / 12.92),
+                        2.4 / 1.055 * ((rgb + 0.055) / 1.055) ** 1.4)                 # [N, 3]
+    lin = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    m = torch.as_tensor(_SRGB_TO_XYZ / _D65_WHITE[:, None], dtype=rgb.dtype)            # [3, 3]
+    xyz = lin @ m.T                                                                     # [N, 3]
+    eps, kappa = 216 / 24389, 24389 / 27
+    d_f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (-2 / 3) / 3, torch.full_like(xyz, kappa / 116))
+    lab_of_f = torch.tensor([[0.0, 116.0, 0.0], [500.0, -500.0, 0.0], [0.0, 200.0, -200.0]], dtype=rgb.dtype)
+    return lab_of_f @ (d_f[:, :, None] * m[None] * d_lin[:, None, :])               # [N, 3, 3]
+
+
 def ciede2000_basis(rgb: torch.Tensor, min_chroma: float = 0.5) -> torch.Tensor:
     """Local linearisation of CIEDE2000 at each colour: rgb [..., 3] in [0, 1] (torch) -> P [..., 3, 3]
     with ciede2000(lab(rgb), lab(rgb + d)) ~= |P @ d| for small RGB changes d (in [0, 1] units).
@@ -200,11 +214,9 @@ def ciede2000_basis(rgb: torch.Tensor, min_chroma: float = 0.5) -> torch.Tensor:
     Where the chroma is below `min_chroma` the hue is undefined and the (a', b') plane is used as it
     is. Invert P to
     move along perceptually uniform directions (P^-1 u changes the colour by |u| Delta E 2000)."""
-    x = rgb.detach().reshape(-1, 3).to(torch.float64).requires_grad_(True)
+    x = rgb.detach().reshape(-1, 3).to(torch.float64)
     lab = srgb_to_lab(x)                                                   # [N, 3]
-    rows = [torch.autograd.grad(lab[:, k].sum(), x, retain_graph=k < 2)[0] for k in range(3)]
-    j_lab = torch.stack(rows, 1)                                           # [N, 3 (Lab), 3 (RGB)]
-    lab = lab.detach()
+    j_lab = _srgb_to_lab_jacobian(x)                                       # [N, 3 (Lab), 3 (RGB)]
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     c = torch.sqrt(a ** 2 + b ** 2)
     g = 0.5 * (1 - torch.sqrt(c ** 7 / (c ** 7 + 25.0 ** 7)))

@@ -140,3 +140,19 @@ def test_ciede2000_basis_predicts_small_differences():
     step = (torch.linalg.inv(ciede2000_basis(rgb)) @ u[..., None])[..., 0]
     err = (ciede2000(srgb_to_lab(rgb), srgb_to_lab(rgb + step)) - 0.5).abs()
     assert float(err.median()) < 0.01 and float(err.quantile(0.99)) < 0.05
+
+
+def test_srgb_to_lab_jacobian_matches_autograd():
+    """ciede2000_basis's written-out d Lab / d sRGB agrees with autograd through srgb_to_lab,
+    on both sides of the sRGB and CIELAB linear segments."""
+    import torch
+
+    from idface.metrics import _srgb_to_lab_jacobian, srgb_to_lab
+
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.rand(500, 3, generator=gen, dtype=torch.float64)
+    rgb[:50] *= 0.03                                   # dark: the linear segments
+    x = rgb.clone().requires_grad_(True)
+    lab = srgb_to_lab(x)
+    rows = [torch.autograd.grad(lab[:, k].sum(), x, retain_graph=k < 2)[0] for k in range(3)]
+    torch.testing.assert_close(_srgb_to_lab_jacobian(rgb), torch.stack(rows, 1), rtol=1e-9, atol=1e-9)

@@ -2,7 +2,7 @@
 
     python -m idface conceal --photo A.jpg --target B.jpg --goal impersonate|dodge \
         [--also A2.jpg ...] [--mode photo|token|swap] [--regions skin,hair] [--attack dlib-resnet,arcface] \
-        --out O.png [--json] [--min-psnr 40] [--max-ciede2000-mean 1] [--escalate-to 4] [--steps N] [--margin M]
+        --out O.png [--json] [--min-psnr 40] [--max-ciede2000-mean 1] [--escalate-to 5] [--steps N] [--margin M]
 
 Prints, per recognizer, the similarity (dlib: Euclidean distance) of the result to the source A and
 to the target B, which conditions of the goal held (impersonate: reads B and no longer reads A;
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "to start with (3.0)")
     parser.add_argument("--escalate-to", type=float, default=None,
                         help="photo mode: while the goal is not reached, the budget may grow up to this many times "
-                             "(default 4; 1 = the budget is hard)")
+                             "(default 5; 1 = the budget is hard)")
     parser.add_argument("--min-ssim", type=float, default=None, help="distortion budget: SSIM at least this")
     parser.add_argument("--max-change", type=float, default=None, help="photo mode: largest change of a pixel (of 255)")
     parser.add_argument("--steps", type=int, default=None, help="at most this many optimisation steps")

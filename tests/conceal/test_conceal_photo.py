@@ -111,3 +111,30 @@ def test_p99_limit_holds_while_the_budget_grows(faces_dir):
     assert rep["ciede2000_region_p99"] == pytest.approx(float(np.percentile(de, 99)), abs=1e-3)
     assert rep["ciede2000_region_p99"] <= 3.0
     assert not rep["success"] and rep["ciede2000_region_mean"] > 1.0    # the mean did grow past its start
+
+
+
+def test_shrink_keeps_the_verdict_and_makes_the_change_smaller(judge):
+    """After the first verified success the change is projected onto the starting budget (and
+    bisection above it) while every verdict still holds (PhotoAttack.shrink). On the megapixel
+    crop of the astronaut as Biden the first success needs budget level 2.55 (PSNR 39.8 dB); the
+    same optimisation (same seed) with the shrink ends within the starting budget, still judged B
+    and not A by dlib itself, raw and re-compressed."""
+    from idface.testing.megapixel import megapixel_faces
+
+    photos = megapixel_faces(["astronaut.png", "biden.jpg"])
+    a, b = photos["astronaut.png"][0], photos["biden.jpg"][0]
+    runs = {tries: conceal(a, b, goal="impersonate", mode="photo", regions="face", attack="dlib-resnet",
+                           settings={"shrink_tries": tries, "steps": 60}) for tries in (0, 3)}
+    plain, shrunk = runs[0].report, runs[3].report
+    assert plain["success"] and plain["stopped"] == "goal reached" and plain["budget_level_used"] > 1
+    assert shrunk["steps"] == plain["steps"]                 # the same optimisation up to the first success
+    record = runs[3].history[-1]
+    assert record["shrunk_to_level"] < plain["budget_level_used"] and 1 <= record["verifications"] <= 3
+    assert shrunk["success"] and shrunk["success_after_recompression"]
+    out = runs[3].image
+    assert judge.distance(out, b) < 0.6 and judge.distance(out, a) >= 0.6
+    small = reference_recompress(out)
+    assert judge.distance(small, b) < 0.6 and judge.distance(small, a) >= 0.6
+    assert shrunk["budget_level_used"] < plain["budget_level_used"] and shrunk["psnr"] > plain["psnr"]
+    assert shrunk["changed_outside_parsed_classes"] == 0
