@@ -89,6 +89,26 @@ def memory_of(folder: str, checkpoint: str | None) -> dict:
     return {"rss_mib": (rss1 - rss0) / 2**20, "delta_mib": template.nbytes / 2**20, "materialised": len(pipes)}
 
 
+def fit_options(items: list[str]) -> dict:
+    """--fit-option FIELD=VALUE items -> FitConfig keyword arguments (JSON values, lists as tuples)."""
+    from dataclasses import fields
+
+    from idface.fitting import FitConfig
+
+    known = {f.name for f in fields(FitConfig)}
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--fit-option {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(known))}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", nargs="+", default=[str(p) for p in DEFAULT_PHOTOS])
@@ -105,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="generator steps (default FitConfig's); with --max-seconds 0 the quality a quiet machine "
                              "reaches in the time limit can be measured under load (wall times then are not the app's)")
+    parser.add_argument("--fit-option", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a FitConfig field (JSON value; a list for tuples), e.g. ssim=0.5 or "
+                             "'schedule=[\"photo\", \"edit\"]'; repeatable")
     parser.add_argument("--sheet", default=str(ROOT / "runs" / "bench_fit_sheet.png"))
     parser.add_argument("--json", default=None)
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # internal: fresh-process memory check
@@ -175,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             excluded = tuple(n for n, d in bundled.items() if d is not None and any(
                 p is not None and np.linalg.norm(d - p) < SAME_PERSON_DISTANCE for p in photo_descs.values()))
         fit_configs[name] = FitConfig(max_seconds=args.max_seconds or None, exclude_faces=excluded,
-                                      **({} if args.steps is None else {"steps": args.steps}))
+                                      **({} if args.steps is None else {"steps": args.steps}), **fit_options(args.fit_option))
     if args.unseen_tokens:
         print(f"foreign identities kept out of every fit (the benchmark photos' people): "
               f"{', '.join(next(iter(fit_configs.values())).exclude_faces) or 'none'}")
