@@ -115,17 +115,20 @@ def test_p99_limit_holds_while_the_budget_grows(faces_dir):
 
 
 def test_shrink_keeps_the_verdict_and_makes_the_change_smaller(judge):
-    """After the first verified success the change is projected onto the starting budget (and
-    bisection above it) while every verdict still holds (PhotoAttack.shrink). On the megapixel
-    crop of the astronaut as Biden the first success needs budget level 2.55 (PSNR 39.8 dB); the
-    same optimisation (same seed) with the shrink ends within the starting budget, still judged B
-    and not A by dlib itself, raw and re-compressed."""
+    """After the first verified success the change is projected onto smaller budgets while every
+    verdict still holds (PhotoAttack.shrink). The budget is made to grow from the first step (to 5x
+    within 8 steps), so the first success (megapixel crop of the astronaut as Biden) comes at a
+    level well above what it needs (4.2 here, on one thread and on two; with the default ramp it
+    needed 2.55 on one thread and 1.0 on two, so the default could not show the shrink); the same
+    optimisation (same seed) with the shrink ends at a smaller level, still judged B and not A by
+    dlib itself, raw and re-compressed."""
     from idface.testing.megapixel import megapixel_faces
 
     photos = megapixel_faces(["astronaut.png", "biden.jpg"])
     a, b = photos["astronaut.png"][0], photos["biden.jpg"][0]
     runs = {tries: conceal(a, b, goal="impersonate", mode="photo", regions="face", attack="dlib-resnet",
-                           settings={"shrink_tries": tries, "steps": 60}) for tries in (0, 3)}
+                           settings={"shrink_tries": tries, "steps": 60, "escalate_after": 0, "escalate_steps": 8})
+            for tries in (0, 3)}
     plain, shrunk = runs[0].report, runs[3].report
     assert plain["success"] and plain["stopped"] == "goal reached" and plain["budget_level_used"] > 1
     assert shrunk["steps"] == plain["steps"]                 # the same optimisation up to the first success
