@@ -130,6 +130,17 @@ def reference_verdict(entry: dict) -> str:
     return "the two faces are the same person" if same else "the two faces are different people"
 
 
+def weights_description(fitted: Any, practice: dict | None) -> str:
+    """Which weights made an image, in words (the result panel and the PNG metadata)."""
+    if fitted is None:
+        return "base checkpoint"
+    text = "fitted to this style face" if fitted.key != "checkpoint" else "fitted checkpoint"
+    if practice is not None:
+        text += (f", which practised the identity face's token ({practice['steps']} steps, "
+                 f"{practice['seconds']:.1f} s)")
+    return text
+
+
 def public_label(label: str, folder: Path | None) -> str:
     """A checkpoint description fit for visitors (the page, the PNG metadata): a folder inside
     the project as weights/..., any other folder by its name only, never a server path."""
@@ -155,6 +166,8 @@ class Engine:
         self._recognizers: dict[str, Any] | None = None
         self._fitted_pipelines: OrderedDict[int, tuple[Any, Any]] = OrderedDict()  # id -> (FittedFace, pipeline)
         self._fitted_lock = threading.Lock()
+        self._checkpoint_fit = None  # a FittedFace for a checkpoint that was itself fitted to a face
+        self.inject_config = None    # idface.fitting.inject.InjectConfig (None: its defaults)
         self._unavailable: dict[str, str] = {}
         self.strict = strict
         if load_generator:
@@ -187,31 +200,80 @@ class Engine:
         label = source.describe() if source is not None else str(checkpoint)
         self.checkpoint_label = public_label(label, getattr(source, "path", None))
 
-    def pipeline_for(self, style: PreparedFace | None):
-        """The base pipeline, or for a style face with fitted weights (FittedFace, held by that
-        visitor's session) a pipeline on base + its deltas; the last few are kept (bounded)."""
+    def fitted_weights(self, style: PreparedFace | None):
+        """The FittedFace that applies to `style`: the one its session fitted, or (the checkpoint
+        itself was fitted to a face, `python -m idface fit`) the checkpoint's; None: base weights."""
         fitted = getattr(style, "fitted", None)
+        if fitted is not None or self.pipeline is None:
+            return fitted
+        if self._checkpoint_fit is None and self.pipeline.config.extra.get("fitted"):
+            from idface.fitting import FittedFace, WeightDelta
+
+            self._checkpoint_fit = FittedFace("checkpoint", WeightDelta({}, self.pipeline.config),
+                                              dict(self.pipeline.config.extra["fitted"]))
+        return self._checkpoint_fit
+
+    def pipeline_for(self, style: PreparedFace | None, identity_key: str | None = None):
+        """The base pipeline, or for a style face with fitted weights (FittedFace, held by that
+        visitor's session) a pipeline on base + its deltas, or + the deltas that also practised the
+        identity face `identity_key` (practise_identity); the last few are kept (bounded)."""
+        fitted = self.fitted_weights(style)
         if fitted is None or self.pipeline is None:
             return self.pipeline
+        if fitted is self._checkpoint_fit and identity_key is None:
+            return self.pipeline
         with self._fitted_lock:
-            hit = self._fitted_pipelines.get(id(fitted))
+            key = (id(fitted), identity_key)
+            hit = self._fitted_pipelines.get(key)
             if hit is not None and hit[0] is fitted:
-                self._fitted_pipelines.move_to_end(id(fitted))
+                self._fitted_pipelines.move_to_end(key)
                 return hit[1]
             from idface.pipeline import IdFacePipeline
 
-            pipe = IdFacePipeline(fitted.delta.apply(self.pipeline.model), precision=PRECISION, cache_size=4)
-            self._fitted_pipelines[id(fitted)] = (fitted, pipe)
+            delta = fitted.delta if identity_key is None else fitted.practised[identity_key][0]
+            pipe = IdFacePipeline(delta.apply(self.pipeline.model), precision=PRECISION, cache_size=4)
+            self._fitted_pipelines[key] = (fitted, pipe)
             while len(self._fitted_pipelines) > MAX_FITTED_PIPELINES:
                 self._fitted_pipelines.popitem(last=False)
             return pipe
 
     def forget_fitted(self, fitted: Any) -> None:
-        """Drop the materialised pipeline of a FittedFace (its session ended)."""
+        """Drop the materialised pipelines of a FittedFace (its session ended)."""
         with self._fitted_lock:
-            hit = self._fitted_pipelines.get(id(fitted))
-            if hit is not None and hit[0] is fitted:
-                del self._fitted_pipelines[id(fitted)]
+            for key in [k for k, (f, _) in self._fitted_pipelines.items() if f is fitted]:
+                del self._fitted_pipelines[key]
+
+    def practise_identity(self, style: PreparedFace, identity: PreparedFace | None) -> tuple[str | None, dict | None]:
+        """Weights fitted to `style` know only the tokens of the people they trained with: before
+        the first image with another person's identity face, the fitted copy practises that face's
+        token (idface.fitting.inject, a few seconds, once per identity face and fitted face).
+        -> (identity key for pipeline_for, the practice's summary), or (None, None) where nothing
+        needs practising: base weights, no identity face, the same person, no recognizer."""
+        fitted = self.fitted_weights(style)
+        if fitted is None or identity is None or style is None:
+            return None, None
+        name = self.pipeline.config.identity_recognizer
+        recognizer = self.recognizers().get(name)
+        if recognizer is None:
+            return None, None
+        self.embed_missing(style, [name])
+        self.embed_missing(identity, [name])
+        e_style, e_identity = style.embeddings.get(name), identity.embeddings.get(name)
+        if e_style is None or e_identity is None or recognizer.is_same(float(recognizer.score(e_style, e_identity))):
+            return None, None
+        from idface.fitting import WeightDelta, photo_key
+        from idface.fitting.inject import practise_identity
+
+        key = photo_key(np.asarray(e_style, dtype=np.float32), np.asarray(e_identity, dtype=np.float32))
+        with fitted.lock:
+            if key in fitted.practised:
+                fitted.practised.move_to_end(key)
+                return key, fitted.practised[key][1]
+            model = self.pipeline_for(style).model
+            result = practise_identity(model, recognizer, style.aligned, style.label_map, e_style, e_identity,
+                                       self.inject_config)
+            fitted.add_practised(key, WeightDelta.between(self.pipeline.model, result.model), result.summary())
+            return key, fitted.practised[key][1]
 
     @property
     def generator_ready(self) -> bool:
@@ -357,22 +419,26 @@ class Engine:
         if identity is None and (identity_source == "identity" or "identity" in sources.values()):
             raise InputError("an identity face is needed for the identity token or the classes taken from it")
         start = time.perf_counter()
+        practised, practice = (self.practise_identity(style, identity) if identity_source == "identity"
+                               else (None, None))
         with self._lock:
-            image, attention = self._run_pipeline(lm, style, identity, identity_source, sources)
+            image, attention = self._run_pipeline(lm, style, identity, identity_source, sources, practised)
         scores = self.score_faces(style, identity, image) if score else None
         settings = {
             "identity_token": identity_source,
             "classes_from_identity_face": [CLASS_NAMES[k] for k, v in sorted(sources.items()) if v == "identity"],
             "mask_classes": [CLASS_NAMES[k] for k in np.unique(lm)],
             "image_size": int(image.shape[0]),
-            "weights": "fitted to this style face" if getattr(style, "fitted", None) is not None else "base checkpoint",
+            "weights": weights_description(self.fitted_weights(style), practice),
         }
+        if practice is not None:
+            settings["identity_practice"] = practice
         return Generation(image, scores, attention, settings, time.perf_counter() - start)
 
-    def _run_pipeline(self, lm, style, identity, identity_source, sources):
+    def _run_pipeline(self, lm, style, identity, identity_source, sources, practised=None):
         """The generator pass. Style codes, identity tokens and the folded context are cached by the
         pipeline (content hashes), so after the first call only the generator runs."""
-        pipe = self.pipeline_for(style)
+        pipe = self.pipeline_for(style, practised)
         token_face = {"identity": identity, "style": style, "none": None}[identity_source]
         embedding = None
         if token_face is not None:

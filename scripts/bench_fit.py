@@ -14,7 +14,8 @@ Per photo: prepare it as the app does (detect, align, parse, embed), fit the bas
 - four mask edits (grow hair, remove lips, remove brows, close mouth): mean |change| outside the
   painted region (beyond 6 px) vs inside (target: outside <= 1/4 inside);
 - injection after fitting: every ordered pair (A fitted, B's identity token): dlib reads B
-  (distance < 0.57) and no longer A (>= 0.6).
+  (distance < 0.57) and no longer A (>= 0.6), with B's token as projected and after the fitted
+  copy practised it (idface.fitting.inject, as the app does), and the time that takes.
 Then the memory of 32 fitted sessions (fp16 weight deltas and the engine's bounded materialised
 copies, RSS growth in a fresh process; target < 2 GB) and a contact
 sheet: photo | base | fitted | the four edits | injections.
@@ -294,12 +295,25 @@ def main(argv: list[str] | None = None) -> int:
           f"{med_cpu['fitted']:.0f} ms, base {med_cpu['base']:.0f} ms; load {load_average()}")
 
     # ---- injection after fitting (and with the base checkpoint, for reference) ----
+    # "projected": B's token as the identity path projects it, through the fitted weights (what
+    # the fit alone gives); "practised": after the fitted copy practised B's token
+    # (idface.fitting.inject, what the app and the CLI do before the first image with B)
+    from idface.fitting.inject import InjectConfig, practise_identity
+
+    inject_config = InjectConfig(**({"max_seconds": None} if args.max_seconds == 0 else {}))
     pairs, base_success = [], []
     for a in fitted:
         pipes = {"fitted": IdFacePipeline(a["result"].model), "base": IdFacePipeline(base)}
+        region = face_region(a["lm"])
         for b in fitted:
             if a is b:
                 continue
+            t = time.perf_counter()
+            practice = practise_identity(a["result"].model, recognizer, a["face"].image, a["face"].label_map,
+                                         a["emb"], b["emb"], inject_config)
+            practice_s = time.perf_counter() - t
+            pipes["practised"] = IdFacePipeline(practice.model)
+            pair = {"fitted": a["name"], "token": b["name"], "practice_s": practice_s, "practice_steps": practice.steps}
             for kind, pipe in pipes.items():
                 out = pipe(a["face"].label_map, style=(a["face"].image, a["face"].label_map),
                            identity_embedding=b["emb"], attention=False).image
@@ -310,11 +324,22 @@ def main(argv: list[str] | None = None) -> int:
                 if kind == "base":
                     base_success.append(ok)
                     continue
-                pairs.append({"fitted": a["name"], "token": b["name"], "dlib_to_token_person": to_b,
-                              "dlib_to_photo": to_a, "success": ok, "image": out})
-                print(f"injection {a['name']} <- token of {b['name']}: dlib to token person {to_b:.3f}, to photo "
-                      f"{to_a:.3f} -> {'reads as the token person' if ok else 'no'}")
+                prefix = "" if kind == "fitted" else "practised_"
+                pair.update({f"{prefix}dlib_to_token_person": to_b, f"{prefix}dlib_to_photo": to_a,
+                             f"{prefix}success": ok, f"{prefix}image": out,
+                             # does it still look like A: face PSNR against the fitted reconstruction
+                             f"{prefix}psnr_face_to_fitted": psnr_db(out, a["after"], region)})
+            pairs.append(pair)
+            fmt = lambda v: "none" if v is None else f"{v:.3f}"  # noqa: E731
+            print(f"injection {a['name']} <- token of {b['name']}: projected token: dlib to token person "
+                  f"{fmt(pair['dlib_to_token_person'])}, to photo {fmt(pair['dlib_to_photo'])} -> "
+                  f"{'reads as the token person' if pair['success'] else 'no'}; practised ({practice.steps} steps, "
+                  f"{practice_s:.1f} s): {fmt(pair['practised_dlib_to_token_person'])}, "
+                  f"{fmt(pair['practised_dlib_to_photo'])} -> "
+                  f"{'reads as the token person' if pair['practised_success'] else 'no'}; face PSNR to the fitted "
+                  f"reconstruction {pair['practised_psnr_face_to_fitted']:.1f} dB; load {load_average()}", flush=True)
     rate = sum(p["success"] for p in pairs) / max(1, len(pairs))
+    practised_rate = sum(p["practised_success"] for p in pairs) / max(1, len(pairs))
     base_rate = sum(base_success) / max(1, len(base_success))
 
     # ---- memory: 32 fitted sessions as fp16 deltas, measured in a fresh process ----
@@ -349,8 +374,12 @@ def main(argv: list[str] | None = None) -> int:
           f"edit kinds never trained on ({', '.join(UNTRAINED_EDITS)}): max {max(untrained):.3f}, median "
           f"{statistics.median(untrained):.3f}")
     print(f"  load average at the end {load_average()}")
-    print(f"  injection: {100 * rate:.0f}% of {len(pairs)} ordered pairs after fitting, {100 * base_rate:.0f}% "
-          "with the base checkpoint (target >= 70%)")
+    practice_s = [p["practice_s"] for p in pairs]
+    print(f"  injection: {100 * practised_rate:.0f}% of {len(pairs)} ordered pairs after practising the token "
+          f"(median {statistics.median(practice_s):.1f} s, max {max(practice_s):.1f} s; face PSNR to the fitted "
+          f"reconstruction median {statistics.median(p['practised_psnr_face_to_fitted'] for p in pairs):.1f} dB), "
+          f"{100 * rate:.0f}% with the projected token after fitting, {100 * base_rate:.0f}% with the base "
+          "checkpoint (target >= 70%)")
     print(f"  stroke: fitted median {med['fitted']:.0f} ms wall, {med_cpu['fitted']:.0f} ms CPU; base {med['base']:.0f} ms "
           f"wall (target <= 300)")
     print(f"  memory: 32 sessions +{mem['rss_mib']:.0f} MiB RSS (target < 2048)")
@@ -361,18 +390,19 @@ def main(argv: list[str] | None = None) -> int:
         tiles = [item["real"], item["before"], item["after"]]
         tiles += [item["edits"][t]["image"] if item["edits"][t] else np.zeros_like(item["real"])
                   for t in BENCH_EDITS + tuple(UNTRAINED_EDITS)]
-        tiles += [p["image"] for p in pairs if p["fitted"] == item["name"]]
+        tiles += [p[k] for p in pairs if p["fitted"] == item["name"] for k in ("image", "practised_image")]
         tiles_rows.append(np.concatenate(tiles, 1))
     width = max(r.shape[1] for r in tiles_rows)
     sheet = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in tiles_rows], 0)
     Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(args.sheet)
     print(f"contact sheet: {args.sheet} (columns: photo | base | fitted | {' | '.join(BENCH_EDITS + tuple(UNTRAINED_EDITS))} | "
-          "injected tokens of the other photos)")
+          "per other photo: its token projected, then practised)")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "cpu": cpu_name(), "rows": rows, "stroke_ms": stroke_ms, "stroke_cpu_ms": stroke_cpu_ms,
-            "injection": [{k: v for k, v in p.items() if k != "image"} for p in pairs], "injection_rate": rate,
+            "injection": [{k: v for k, v in p.items() if not k.endswith("image")} for p in pairs],
+            "injection_rate": rate, "injection_rate_practised": practised_rate,
             "injection_rate_base": base_rate, "memory": mem,
         }, indent=2))
     return 0

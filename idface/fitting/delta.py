@@ -9,7 +9,9 @@ The app keeps these in a visitor's session instead of a whole model per fitted f
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import torch
 
@@ -49,12 +51,24 @@ class WeightDelta:
 @dataclass(eq=False)
 class FittedFace:
     """Weights fitted to one face, kept in that visitor's session only (identity semantics: two
-    sessions never share one, even for the same photo)."""
+    sessions never share one, even for the same photo). `practised` holds, per identity face
+    whose token the fitted copy has practised (idface.fitting.inject), those weights too: the
+    most recent MAX_PRACTISED."""
 
     key: str                            # idface.fitting.photo_key of the prepared face
     delta: WeightDelta
     summary: dict                       # FitResult.summary(): what was fitted, how well
+    practised: OrderedDict = field(default_factory=OrderedDict)   # identity key -> (WeightDelta, summary)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one practice at a time
+
+    MAX_PRACTISED = 2
+
+    def add_practised(self, identity_key: str, delta: WeightDelta, summary: dict) -> None:
+        self.practised[identity_key] = (delta, summary)
+        self.practised.move_to_end(identity_key)
+        while len(self.practised) > self.MAX_PRACTISED:
+            self.practised.popitem(last=False)
 
     @property
     def nbytes(self) -> int:
-        return self.delta.nbytes
+        return self.delta.nbytes + sum(d.nbytes for d, _ in self.practised.values())

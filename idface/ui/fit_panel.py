@@ -96,7 +96,9 @@ def free_store(store: FitStore | None) -> None:
 def fitted_text(summary: dict) -> str:
     return (f"**Weights: fitted to this face** (only for your visit): face PSNR {summary['psnr_face_before']:.1f} → "
             f"{summary['psnr_face_after']:.1f} dB in {summary['seconds']:.0f} s. Mask edits use these weights; "
-            "another style face goes back to the base checkpoint.")
+            "another style face goes back to the base checkpoint. With another person's identity face the first "
+            "image takes a few seconds more: the fitted copy practises that face's token, so that face "
+            "recognition reads that person.")
 
 
 class FitPanel:

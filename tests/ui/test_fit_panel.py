@@ -107,7 +107,7 @@ def test_a_fitted_session_does_not_change_another_sessions_output(plumbing_engin
     theirs, _, info1, _ = panel.on_style(photo, prepared(engine, "biden"), None)
     assert theirs.fitted is None and info1 == BASE_TEXT
 
-    assert id(style.fitted) in engine._fitted_pipelines
+    assert (id(style.fitted), None) in engine._fitted_pipelines
     free_store(store)                                      # visitor 2 leaves
     assert id(style.fitted) not in engine._fitted_pipelines and len(store) == 0
 
@@ -120,3 +120,28 @@ def test_fitting_is_not_a_public_endpoint(plumbing_engine):
     assert "generate" in public and not any("fit" in (name or "") for name in public)
     fit_fns = [d for d in demo.fns.values() if getattr(d.fn, "__name__", "") == "fit"]
     assert fit_fns and all(d.concurrency_id == "fit" for d in fit_fns)
+
+
+@pytest.mark.slow
+def test_a_fitted_face_practises_another_persons_token_once(plumbing_engine, panel):
+    from idface.fitting.inject import InjectConfig
+
+    engine = plumbing_engine
+    mine, identity = prepared(engine, "biden"), prepared(engine, "obama")
+    style, *_ = panel.fit(None, mine, FitStore(engine), progress=lambda *a, **k: None)
+    saved, engine.inject_config = engine.inject_config, InjectConfig(steps=4, max_seconds=None)
+    try:
+        first = engine.generate(style.label_map, style, identity)
+        again = engine.generate(style.label_map, style, identity)
+        own = engine.generate(style.label_map, style, style)          # the same person: nothing to practise
+    finally:
+        engine.inject_config = saved
+    practice = first.settings["identity_practice"]
+    assert practice["steps"] >= 1 and "practised the identity face's token" in first.settings["weights"]
+    assert len(style.fitted.practised) == 1 and again.settings["identity_practice"] is practice   # done once
+    assert np.array_equal(first.image, again.image)
+    assert "identity_practice" not in own.settings and own.settings["weights"] == "fitted to this style face"
+    key = next(iter(style.fitted.practised))
+    assert (id(style.fitted), key) in engine._fitted_pipelines
+    engine.forget_fitted(style.fitted)
+    assert not any(f is style.fitted for f, _ in engine._fitted_pipelines.values())
