@@ -270,8 +270,13 @@ class Engine:
                 fitted.practised.move_to_end(key)
                 return key, fitted.practised[key][1]
             model = self.pipeline_for(style).model
+            # every recognizer the bars show is practised against, not only the token's own
+            self.embed_missing(style)
+            self.embed_missing(identity)
+            also = {n: (rec, style.embeddings[n], identity.embeddings[n]) for n, rec in self.recognizers().items()
+                    if n != name and n in style.embeddings and n in identity.embeddings}
             result = practise_identity(model, recognizer, style.aligned, style.label_map, e_style, e_identity,
-                                       self.inject_config)
+                                       self.inject_config, also=also)
             fitted.add_practised(key, WeightDelta.between(self.pipeline.model, result.model), result.summary())
             return key, fitted.practised[key][1]
 

@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-option", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a FitConfig field (JSON value; a list for tuples), e.g. ssim=0.5 or "
                              "'schedule=[\"photo\", \"edit\"]'; repeatable")
+    parser.add_argument("--inject-also", default="faceres",
+                        help="recognizers practised against besides the checkpoint's own (comma-separated; the app uses "
+                             "every available one); the others are measured as transfer")
     parser.add_argument("--sheet", default=str(ROOT / "runs" / "bench_fit_sheet.png"))
     parser.add_argument("--json", default=None)
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # internal: fresh-process memory check
@@ -301,6 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     from idface.fitting.inject import InjectConfig, practise_identity
 
     inject_config = InjectConfig(**({"max_seconds": None} if args.max_seconds == 0 else {}))
+    from idface.identity.registry import available_recognizers
+
+    # the other recognizers (not probed while practising): transfer, each by its own rule
+    others_rec = {n: get_recognizer(n) for n in available_recognizers() if n != base.config.identity_recognizer}
+    probed = [n for n in args.inject_also.split(",") if n in others_rec]
+    for item in fitted:
+        item["other_emb"] = {n: embed(r, item["face"].image).numpy() for n, r in others_rec.items()}
+    print(f"practising against {', '.join([base.config.identity_recognizer] + probed)}; transfer measured on "
+          f"{', '.join(n for n in others_rec if n not in probed) or 'none'}")
     pairs, base_success = [], []
     for a in fitted:
         pipes = {"fitted": IdFacePipeline(a["result"].model), "base": IdFacePipeline(base)}
@@ -310,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t = time.perf_counter()
             practice = practise_identity(a["result"].model, recognizer, a["face"].image, a["face"].label_map,
-                                         a["emb"], b["emb"], inject_config)
+                                         a["emb"], b["emb"], inject_config,
+                                         also={n: (others_rec[n], a["other_emb"][n], b["other_emb"][n]) for n in probed})
             practice_s = time.perf_counter() - t
             pipes["practised"] = IdFacePipeline(practice.model)
             pair = {"fitted": a["name"], "token": b["name"], "practice_s": practice_s, "practice_steps": practice.steps}
@@ -329,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
                              f"{prefix}success": ok, f"{prefix}image": out,
                              # does it still look like A: face PSNR against the fitted reconstruction
                              f"{prefix}psnr_face_to_fitted": psnr_db(out, a["after"], region)})
+            transfer = {}
+            for n, r in others_rec.items():
+                g = embed(r, pair["practised_image"]).numpy()
+                to_b_r, to_a_r = float(r.score(g, b["other_emb"][n])), float(r.score(g, a["other_emb"][n]))
+                transfer[n] = {"score_to_token_person": to_b_r, "score_to_photo": to_a_r,
+                               "reads_token_person_not_photo": bool(r.is_same(to_b_r) and not r.is_same(to_a_r))}
+            pair["practised_transfer"] = transfer
             pairs.append(pair)
             fmt = lambda v: "none" if v is None else f"{v:.3f}"  # noqa: E731
             print(f"injection {a['name']} <- token of {b['name']}: projected token: dlib to token person "
@@ -338,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{fmt(pair['practised_dlib_to_photo'])} -> "
                   f"{'reads as the token person' if pair['practised_success'] else 'no'}; face PSNR to the fitted "
                   f"reconstruction {pair['practised_psnr_face_to_fitted']:.1f} dB; load {load_average()}", flush=True)
+            for n, t in transfer.items():
+                print(f"    {n} ({'practised against' if n in probed else 'transfer'}): {t['score_to_token_person']:.3f} to the token person, "
+                      f"{t['score_to_photo']:.3f} to the photo -> {'reads B, not A' if t['reads_token_person_not_photo'] else 'no'}")
     rate = sum(p["success"] for p in pairs) / max(1, len(pairs))
     practised_rate = sum(p["practised_success"] for p in pairs) / max(1, len(pairs))
     base_rate = sum(base_success) / max(1, len(base_success))
@@ -380,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
           f"reconstruction median {statistics.median(p['practised_psnr_face_to_fitted'] for p in pairs):.1f} dB), "
           f"{100 * rate:.0f}% with the projected token after fitting, {100 * base_rate:.0f}% with the base "
           "checkpoint (target >= 70%)")
+    for n in others_rec:
+        hits = sum(p["practised_transfer"][n]["reads_token_person_not_photo"] for p in pairs)
+        print(f"  practised injection read by {n} ({'practised against' if n in probed else 'transfer: not practised against'}): "
+              f"{hits}/{len(pairs)}")
     print(f"  stroke: fitted median {med['fitted']:.0f} ms wall, {med_cpu['fitted']:.0f} ms CPU; base {med['base']:.0f} ms "
           f"wall (target <= 300)")
     print(f"  memory: 32 sessions +{mem['rss_mib']:.0f} MiB RSS (target < 2048)")

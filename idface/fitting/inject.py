@@ -81,6 +81,7 @@ class InjectionResult:
     score_to_style: float
     reads_as_identity: bool             # B read and A not, with the stop margin
     history: list = field(default_factory=list, repr=False)   # (step, score to B, score to A)
+    probed: dict = field(default_factory=dict)   # every recognizer practised against -> its last scores
 
     def summary(self) -> dict:
         kind = "similarity" if self.higher_is_more_similar else "distance"
@@ -92,6 +93,8 @@ class InjectionResult:
             f"{kind}_to_identity": round(self.score_to_identity, 4),
             f"{kind}_to_style": round(self.score_to_style, 4),
             "reads_as_identity": self.reads_as_identity,
+            "recognizers_practised_against": {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv)
+                                                  for kk, vv in v.items()} for k, v in self.probed.items()},
         }
 
 
@@ -111,11 +114,14 @@ def practise_identity(
     style_embedding: np.ndarray,
     identity_embedding: np.ndarray,
     config: InjectConfig | None = None,
+    also: dict | None = None,
 ) -> InjectionResult:
     """Tune a copy of `model` (fitted to the style face: aligned [S0, S0, 3] uint8 in the generator
     frame, its label_map [S0, S0], style_embedding [D]) so that the token of identity_embedding [D]
     reads as that person to `recognizer` (the checkpoint's own, differentiable embed_frame) and no
-    longer as the style face's, the photo with its own token staying reconstructed."""
+    longer as the style face's, the photo with its own token staying reconstructed. `also`: more
+    recognizers to satisfy at once, name -> (recognizer, style embedding, identity embedding)
+    (each by its own threshold; the app's bars show every available recognizer)."""
     cfg = config or InjectConfig()
     fit = cfg.fit
     start = time.perf_counter()
@@ -123,6 +129,11 @@ def practise_identity(
     lm = resize_labels(np.asarray(label_map, dtype=np.uint8), size)
     e_a = torch.as_tensor(np.asarray(style_embedding, dtype=np.float32)).reshape(1, -1)      # [1, D]
     e_b = torch.as_tensor(np.asarray(identity_embedding, dtype=np.float32)).reshape(1, -1)   # [1, D]
+    probes = [(recognizer, e_a, e_b)] + [
+        (rec, torch.as_tensor(np.asarray(ea, dtype=np.float32)).reshape(1, -1),
+         torch.as_tensor(np.asarray(eb, dtype=np.float32)).reshape(1, -1))
+        for name, (rec, ea, eb) in (also or {}).items() if name != recognizer.name]
+    scores: dict[str, tuple[float, float]] = {}                                   # name -> (to B, to A)
     model.eval()
     with thread_local_torch_threads(cfg.threads):
         photo = to_model_tensor(resize_image(np.asarray(aligned, dtype=np.uint8), size))    # [1, 3, S, S]
@@ -159,20 +170,21 @@ def practise_identity(
         for i in range(2 * cfg.steps + 1):
             if i % 2 == 0:                                                         # B's token: check, then tune
                 fake = render("b")
-                emb = L.embed_generated(recognizer, fake)                          # [1, D]
+                embs = [L.embed_generated(rec, fake) for rec, _, _ in probes]      # [1, D] each
                 with torch.no_grad():
-                    to_b = float(recognizer.score(emb, e_b)[0])
-                    to_a = float(recognizer.score(emb, e_a)[0])
+                    scores = {rec.name: (float(rec.score(emb, eb)[0]), float(rec.score(emb, ea)[0]))
+                              for (rec, ea, eb), emb in zip(probes, embs)}
+                to_b, to_a = scores[recognizer.name]
                 history.append((steps, to_b, to_a))
-                if reads_as(recognizer, to_b, to_a, cfg.stop_margin) or steps >= cfg.steps:
+                if all(reads_as(rec, *scores[rec.name], cfg.stop_margin) for rec, _, _ in probes) or steps >= cfg.steps:
                     break
                 if cfg.max_seconds is not None and token_steps and (
                         time.perf_counter() - start) / token_steps * (token_steps + 1) > cfg.max_seconds:
                     break
                 token_steps += 1
-                loss = (cfg.pull * L.cosine_loss(emb, e_b)
-                        + cfg.away * L.away_loss(recognizer, emb, e_a, cfg.margin)
-                        + cfg.keep * L.reconstruction_loss(fake, keep_target, cfg.keep_ssim, 0.0, pixel_weight))
+                loss = sum(cfg.pull * L.cosine_loss(emb, eb) + cfg.away * L.away_loss(rec, emb, ea, cfg.margin)
+                           for (rec, ea, eb), emb in zip(probes, embs))
+                loss = (loss + cfg.keep * L.reconstruction_loss(fake, keep_target, cfg.keep_ssim, 0.0, pixel_weight))
             else:                                                                  # the photo, its own token
                 fake = render("a")
                 loss = L.reconstruction_loss(fake, photo, fit.ssim, fit.mse, pixel_weight)
@@ -189,4 +201,7 @@ def practise_identity(
         score_to_identity_before=history[0][1], score_to_style_before=history[0][2],
         score_to_identity=to_b, score_to_style=to_a,
         reads_as_identity=reads_as(recognizer, to_b, to_a, cfg.stop_margin), history=history,
+        probed={rec.name: {"score_to_identity": scores[rec.name][0], "score_to_style": scores[rec.name][1],
+                           "reads_as_identity": reads_as(rec, *scores[rec.name], cfg.stop_margin)}
+                for rec, _, _ in probes},
     )

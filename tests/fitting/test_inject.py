@@ -80,3 +80,20 @@ def test_a_fitted_face_keeps_a_bounded_number_of_practised_identities(practised,
         fitted.add_practised(f"id{i}", delta, {"steps": i})
     assert list(fitted.practised) == [f"id{i}" for i in range(2, FittedFace.MAX_PRACTISED + 2)]
     assert fitted.nbytes == delta.nbytes * (1 + FittedFace.MAX_PRACTISED)
+
+
+def test_practice_against_two_recognizers_moves_both(tiny_base, aligned_face, dlib_port, face_embedding,
+                                                     other_embedding):
+    from idface.identity.registry import get_recognizer
+
+    faceres = get_recognizer("faceres")
+    also = {"faceres": (faceres, embed(faceres, aligned_face[0]).numpy(),
+                        embed(faceres, load_image(TRAIN / "obama.png")).numpy())}
+    result = practise_identity(tiny_base[1], dlib_port, *aligned_face, face_embedding, other_embedding,
+                               InjectConfig(steps=12, max_seconds=None, stop_margin=10.0), also=also)
+    assert set(result.probed) == {"dlib-resnet", "faceres"}
+    assert set(result.summary()["recognizers_practised_against"]) == {"dlib-resnet", "faceres"}
+    assert result.score_to_identity < result.score_to_identity_before          # dlib: distance to B fell
+    first = practise_identity(tiny_base[1], dlib_port, *aligned_face, face_embedding, other_embedding,
+                              InjectConfig(steps=0, max_seconds=None), also=also)
+    assert result.probed["faceres"]["score_to_identity"] > first.probed["faceres"]["score_to_identity"]  # similarity rose
