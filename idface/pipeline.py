@@ -15,6 +15,17 @@ hash in small LRU caches, so editing the mask reruns only the folded generator. 
 folded is timed once on this machine (idface.model.fold_plan: `pipe.fold_plan`; IDFACE_FOLD=auto|on|off). Inputs are validated with one-line InputErrors.
 Face images are never stored: caches keep codes derived from them, keyed by a hash, bounded, and
 `clear_caches()` drops them.
+
+Local edits (on by default, `local_edits`): when the mask given differs from the style face's own
+label map (style=(image, label_map)), the call composites: within a few pixels of the changed
+labels the edited rendering, elsewhere the rendering of the unedited map with the same codes and
+token (cached per style, codes and token, so a stroke still runs the generator once), blended
+over a smooth ramp (`LOCAL_EDIT_GROW` + `LOCAL_EDIT_FEATHER` of the side). A generator's mask
+edits are not exactly local (its embedder, self-attention and normalisation see the whole mask;
+a copy fitted to one face memorises it), and a visitor painting hair expects the eyes to stay.
+A mask that changes more than `LOCAL_EDIT_MAX_FRACTION` of the image is a new layout, not an
+edit: it is rendered as is. `local_edits=False` (per pipeline or per call) gives the
+generator's raw output, for measuring the generator itself.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Union
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,6 +51,12 @@ from idface.model.generator import to_dtype
 from idface.tensors import onehot
 
 PRECISIONS = ("fp32", "bf16")
+# Local edits: the edited rendering is kept within LOCAL_EDIT_GROW of a changed label and blended
+# into the unedited rendering over the next LOCAL_EDIT_FEATHER (fractions of the side: 2 + 4 px at
+# 128); masks changing more than LOCAL_EDIT_MAX_FRACTION of the image are not composited.
+LOCAL_EDIT_GROW = 1 / 64
+LOCAL_EDIT_FEATHER = 1 / 32
+LOCAL_EDIT_MAX_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -105,9 +123,18 @@ def content_hash(*arrays: np.ndarray | str) -> str:
     return h.hexdigest()
 
 
+def edit_blend_weight(changed: np.ndarray, grow: float, feather: float) -> np.ndarray:
+    """changed [H, W] bool (labels that differ from the unedited map) -> [H, W] float32 weight of
+    the edited rendering: 1 within `grow` pixels of a change, falling smoothly (half cosine) to 0
+    at `grow + feather` pixels."""
+    distance = cv2.distanceTransform((~changed).astype(np.uint8), cv2.DIST_L2, 5)   # px to a change
+    ramp = np.clip((grow + feather - distance) / max(feather, 1e-6), 0.0, 1.0)
+    return (0.5 - 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
+
+
 class IdFacePipeline:
     def __init__(self, model: IdFaceModel, *, precision: str = "fp32", cache_size: int = 32,
-                 source: Any = None):
+                 source: Any = None, local_edits: bool = True):
         if precision not in PRECISIONS:
             raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         # Everything runs under inference_mode, so the model's training state and requires_grad
@@ -130,6 +157,8 @@ class IdFacePipeline:
         self.style_cache = LRUCache(cache_size)
         self.identity_cache = LRUCache(cache_size)
         self.context_cache = LRUCache(cache_size)
+        self.local_edits = local_edits                       # see the module docstring
+        self.unedited_cache = LRUCache(cache_size)           # uint8 [S, S, 3] renderings of style maps
         self._lock = threading.RLock()
 
     @classmethod
@@ -283,7 +312,33 @@ class IdFacePipeline:
                 context = self.model.context(style.codes[None], token)    # [1, 20, C]
             return self.fold(context)
 
-        return self.context_cache.get_or_make(key, make)
+        return self.context_cache.get_or_make(key, make), key
+
+    def _keep_unedited(self, image: np.ndarray, lm: np.ndarray, style: StyleSource, folded: list,
+                       folded_key: str) -> tuple[np.ndarray, float]:
+        """Local edits: image [S, S, 3] uint8 rendered for mask lm [S, S] -> the composite with
+        the rendering of the style's own label map (same codes and token; see the module
+        docstring), and the fraction of the image taken from the unedited rendering."""
+        if not (isinstance(style, tuple) and len(style) == 2):
+            return image, 0.0                                 # style codes: no label map to compare
+        own = self.prepare_label_map(style[1])
+        changed = own != lm                                   # [S, S]
+        key = content_hash(folded_key, own)
+        if not changed.any():                                 # the unedited map itself: remember it
+            self.unedited_cache.get_or_make(key, image.copy)
+            return image, 0.0
+        if changed.mean() > LOCAL_EDIT_MAX_FRACTION:
+            return image, 0.0
+
+        def make() -> np.ndarray:
+            out = self.run_generator(self._onehot(own), folded)
+            return ((out[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+        unedited = self.unedited_cache.get_or_make(key, make)
+        side = self.image_size
+        w = edit_blend_weight(changed, LOCAL_EDIT_GROW * side, LOCAL_EDIT_FEATHER * side)[..., None]
+        mixed = w * image.astype(np.float32) + (1 - w) * unedited.astype(np.float32)
+        return np.clip(mixed.round(), 0, 255).astype(np.uint8), float(1 - w.mean())
 
     # ---- the call ----
     def __call__(
@@ -295,29 +350,36 @@ class IdFacePipeline:
         *,
         attention: bool = True,
         layer_attention: bool = False,
+        local_edits: bool | None = None,
     ) -> GenerationResult:
         """Generate a face for `label_map` ([H, W] class indices) with the style codes of `style`
         ((image, label_map), StyleCodes or a [19, C] array), classes listed in `class_sources`
-        taking their code from another source, and the identity token of `identity_embedding`."""
+        taking their code from another source, and the identity token of `identity_embedding`.
+        local_edits: None = the pipeline's setting (module docstring); attention maps are the
+        edited rendering's."""
         if style is None:
             raise InputError("a style is needed: pass style=(aligned image, label map) or style codes")
         lm = self.prepare_label_map(label_map)
         with self._lock:
             codes = self._mix(self._style_from(style, "style"), class_sources)
             token, token_key = self.identity_token(identity_embedding)
-            folded = self._folded(codes, token, token_key)
+            folded, folded_key = self._folded(codes, token, token_key)
             want = attention or layer_attention
             out = self.run_generator(self._onehot(lm), folded, attention=want)
             image, layers = out if want else (out, [])
-        rgb = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            rgb = ((image[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            rgb = rgb.permute(1, 2, 0).contiguous().numpy()                    # [S, S, 3]
+            kept = 0.0
+            if self.local_edits if local_edits is None else local_edits:
+                rgb, kept = self._keep_unedited(rgb, lm, style, folded, folded_key)
         result = GenerationResult(
-            image=rgb.permute(1, 2, 0).contiguous().numpy(),
+            image=rgb,
             attention={},
             codes=codes.codes.numpy().copy(),
             presence=codes.presence.numpy().copy(),
             identity_token=token[0, 0].numpy().copy(),
             info={"precision": self.precision, "source": self.source.describe() if self.source else None,
-                  "folded_stages": list(self.fold_plan.stages)},
+                  "folded_stages": list(self.fold_plan.stages), "kept_unedited_fraction": kept},
         )
         if attention:
             size = self.image_size
@@ -332,9 +394,9 @@ class IdFacePipeline:
 
     def cache_info(self) -> dict[str, dict[str, int]]:
         return {"style": self.style_cache.info(), "identity": self.identity_cache.info(),
-                "context": self.context_cache.info()}
+                "context": self.context_cache.info(), "unedited": self.unedited_cache.info()}
 
     def clear_caches(self) -> None:
         with self._lock:
-            for cache in (self.style_cache, self.identity_cache, self.context_cache):
+            for cache in (self.style_cache, self.identity_cache, self.context_cache, self.unedited_cache):
                 cache.clear()

@@ -135,7 +135,7 @@ class DemoEvaluator:
         image, lm = self.pairs[name]
         result = self.pipe(lm if label is None else label, style=(image, lm),
                            identity_embedding=self.photo_embedding(name), class_sources=class_sources,
-                           attention=False)
+                           attention=False, local_edits=False)   # the generator's own locality, not the pasted-back one
         return result.image
 
     def reconstruction(self, name: str) -> dict:

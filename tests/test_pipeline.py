@@ -216,3 +216,50 @@ def test_checkpoint_label_shows_no_server_path(tmp_path):
     inside = REPO_ROOT / "weights" / "idface-demo"
     assert public_label(f"bundled weights {inside} (demo)", inside) == "bundled weights weights/idface-demo (demo)"
     assert public_label("Hub org/name@main", None) == "Hub org/name@main"
+
+
+def test_local_edits_keep_the_unedited_rendering_away_from_the_edit(model, faces):
+    """A mask edit (more hair) is composited: beyond the blend ramp the image is exactly the
+    unedited rendering, near the changed labels exactly the generator's raw edited one; after
+    the first stroke the unedited rendering comes from the cache (one generator pass a stroke)."""
+    from idface.pipeline import LOCAL_EDIT_FEATHER, LOCAL_EDIT_GROW, edit_blend_weight
+
+    pipe = IdFacePipeline(model)
+    passes = []
+    hook = pipe.generator.register_forward_hook(lambda *a: passes.append(1))
+    try:
+        style, emb = (faces[0], layout()), np.linspace(-1, 1, 128)
+        edited_lm = layout(hair_rows=S // 2)
+        local = pipe(edited_lm, style=style, identity_embedding=emb)
+        assert len(passes) == 2                              # the edit + the unedited map, once
+        again = pipe(layout(hair_rows=S // 2 + 2), style=style, identity_embedding=emb)
+        assert len(passes) == 3 and pipe.cache_info()["unedited"]["hits"] == 1
+    finally:
+        hook.remove()
+    raw = pipe(edited_lm, style=style, identity_embedding=emb, local_edits=False).image
+    unedited = pipe(layout(), style=style, identity_embedding=emb).image
+    changed = edited_lm != layout()
+    w = edit_blend_weight(changed, LOCAL_EDIT_GROW * S, LOCAL_EDIT_FEATHER * S)
+    far, near = w == 0, w == 1
+    assert far.sum() > S * S // 3 and near.sum() >= changed.sum()
+    assert np.array_equal(local.image[far], unedited[far]) and np.array_equal(local.image[near], raw[near])
+    assert not np.array_equal(raw[far], unedited[far])       # the raw edit did change the rest
+    assert 0 < local.info["kept_unedited_fraction"] < 1 and again.info["kept_unedited_fraction"] > 0
+    # off per pipeline; a whole new layout and style codes (no label map to compare) are not composited
+    off = IdFacePipeline(model, local_edits=False)(edited_lm, style=style, identity_embedding=emb).image
+    assert np.array_equal(off, raw)
+    new_layout = np.full((S, S), CLASS_INDEX["hair"], np.uint8)
+    assert np.array_equal(pipe(new_layout, style=style, identity_embedding=emb).image,
+                          pipe(new_layout, style=style, identity_embedding=emb, local_edits=False).image)
+    codes = pipe.encode_style(*style)
+    assert pipe(edited_lm, style=codes, identity_embedding=emb).info["kept_unedited_fraction"] == 0
+
+
+def test_edit_blend_weight_ramps_from_the_change():
+    from idface.pipeline import edit_blend_weight
+
+    changed = np.zeros((32, 32), bool)
+    changed[16, 16] = True
+    w = edit_blend_weight(changed, 2, 4)
+    assert w[16, 16] == 1 and w[16, 18] == 1 and w[16, 28] == 0 and 0 < w[16, 20] < 1
+    assert np.all(np.diff(w[16, 16:]) <= 0)                  # falls monotonically with distance
