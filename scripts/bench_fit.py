@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             for n, r in others_rec.items():
                 g = embed(r, pair["practised_image"]).numpy()
                 to_b_r, to_a_r = float(r.score(g, b["other_emb"][n])), float(r.score(g, a["other_emb"][n]))
-                transfer[n] = {"score_to_token_person": to_b_r, "score_to_photo": to_a_r,
+                kind = "similarity" if r.higher_is_more_similar else "distance"
+                transfer[n] = {f"{kind}_to_token_person": to_b_r, f"{kind}_to_photo": to_a_r,
                                "reads_token_person_not_photo": bool(r.is_same(to_b_r) and not r.is_same(to_a_r))}
             pair["practised_transfer"] = transfer
             pairs.append(pair)
@@ -370,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'reads as the token person' if pair['practised_success'] else 'no'}; face PSNR to the fitted "
                   f"reconstruction {pair['practised_psnr_face_to_fitted']:.1f} dB; load {load_average()}", flush=True)
             for n, t in transfer.items():
-                print(f"    {n} ({'practised against' if n in probed else 'transfer'}): {t['score_to_token_person']:.3f} to the token person, "
-                      f"{t['score_to_photo']:.3f} to the photo -> {'reads B, not A' if t['reads_token_person_not_photo'] else 'no'}")
+                sb, sa = (v for k, v in t.items() if k.endswith(("_to_token_person", "_to_photo")))
+                print(f"    {n} ({'practised against' if n in probed else 'transfer'}): {sb:.3f} to the token person, "
+                      f"{sa:.3f} to the photo -> {'reads B, not A' if t['reads_token_person_not_photo'] else 'no'}")
     rate = sum(p["success"] for p in pairs) / max(1, len(pairs))
     practised_rate = sum(p["practised_success"] for p in pairs) / max(1, len(pairs))
     base_rate = sum(base_success) / max(1, len(base_success))

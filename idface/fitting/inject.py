@@ -98,6 +98,11 @@ class InjectionResult:
         }
 
 
+def score_kind(recognizer) -> str:
+    """What a recognizer's score is, for JSON keys: "similarity" or "distance"."""
+    return "similarity" if recognizer.higher_is_more_similar else "distance"
+
+
 def reads_as(recognizer, to_identity: float, to_style: float, margin: float) -> bool:
     """The recognizer reads B and not A, each `margin` past its threshold."""
     thr = float(recognizer.threshold)
@@ -201,7 +206,8 @@ def practise_identity(
         score_to_identity_before=history[0][1], score_to_style_before=history[0][2],
         score_to_identity=to_b, score_to_style=to_a,
         reads_as_identity=reads_as(recognizer, to_b, to_a, cfg.stop_margin), history=history,
-        probed={rec.name: {"score_to_identity": scores[rec.name][0], "score_to_style": scores[rec.name][1],
+        probed={rec.name: {f"{score_kind(rec)}_to_identity": scores[rec.name][0],
+                           f"{score_kind(rec)}_to_style": scores[rec.name][1],
                            "reads_as_identity": reads_as(rec, *scores[rec.name], cfg.stop_margin)}
                 for rec, _, _ in probes},
     )
