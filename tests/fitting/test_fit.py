@@ -106,7 +106,28 @@ def test_fit_cli_json_then_generate_with_it(tiny_base, faces_dir, tmp_path, caps
     mask = faces_dir.parent / "masks" / "short_hair.png"
     code = main(["generate", "--mask", str(mask), "--style", str(faces_dir / "obama.jpg"), "--identity",
                  str(faces_dir / "biden.jpg"), "--out", str(tmp_path / "g.png"), "--checkpoint", str(out), "--json"])
-    assert code == 0 and json.loads(capsys.readouterr().out)["checkpoint"].endswith("fitted")
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["checkpoint"].endswith("fitted")
+    # another person's identity face: the fitted checkpoint practised its token first
+    practice = report["settings"]["identity_practice"]
+    assert practice["recognizer"] == "dlib-resnet" and "distance_to_identity" in practice
+    assert "practised the identity face's token" in report["settings"]["weights"]
+
+
+def test_fit_cli_identity_practises_that_token_into_the_checkpoint(tiny_base, faces_dir, tmp_path, capsys):
+    folder, _ = tiny_base
+    out = tmp_path / "fitted_with_identity"
+    code = main(["fit", "--style", str(faces_dir / "obama.jpg"), "--identity", str(faces_dir / "biden.jpg"),
+                 "--out", str(out), "--checkpoint", str(folder), "--steps", "2", "--max-seconds", "0", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["identity_practice"]["steps"] >= 0
+    assert set(report["identity_practice"]["recognizers_practised_against"]) >= {"dlib-resnet"}
+    card = json.loads((out / "config.json").read_text())
+    assert "identity_practice" in json.dumps(card) and (out / "model.safetensors").is_file()
+    code = main(["fit", "--style", str(faces_dir / "obama.jpg"), "--identity", str(tmp_path / "nope.jpg"),
+                 "--out", str(out), "--checkpoint", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 1 and "--identity" in err and err.count("\n") == 1
 
 
 def test_fit_cli_bad_input_is_one_line(tiny_base, tmp_path, capsys):
