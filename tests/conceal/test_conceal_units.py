@@ -83,6 +83,10 @@ def test_region_names_and_groups():
     assert regions.parse_regions("skin,hair") == (CLASS_INDEX["skin"], CLASS_INDEX["hair"])
     face = regions.parse_regions("face")
     assert CLASS_INDEX["nose"] in face and CLASS_INDEX["hair"] not in face
+    # the eyes as the "eyes" group has them: with the glasses worn over them (a face with glasses
+    # otherwise loses the whole eye band to a hole in the mask)
+    assert set(regions.parse_regions("eyes")) <= set(face) and CLASS_INDEX["eye_g"] in face
+    assert CLASS_INDEX["hat"] not in face and CLASS_INDEX["l_ear"] not in face
     assert regions.parse_regions(None) == face
     with pytest.raises(InputError, match="unknown region"):
         regions.parse_regions("skin,wings")
