@@ -133,7 +133,13 @@ class PhotoAttackSettings:
     # as level / p99_hold: blotches are what people see first, so the mean and PSNR give way before it
     p99_hold: float = 2.5
     psnr_hold: float = 2.5               # likewise for the PSNR floor (it falls as level / psnr_hold past it)
-    escalate_after: int = 5
+    # likewise for the mean limit (1: it grows with the level from the start). Held at 2.5 (p99 and PSNR
+    # growing from level 1 instead) on megapixel Hopper as Biden / as the astronaut: mean 0.95 / 0.95,
+    # PSNR 39.8 / 40.0 dB but p99 6.5 / 6.4 (the change concentrates); kept at 1
+    mean_hold: float = 1.0
+    # 12 steps at the starting budget (was 5): the runs that just missed it (megapixel astronaut as
+    # Obama, PSNR 39.6 dB at level 2.6; Obama 3 as the astronaut, mean 1.07) then succeed within it
+    escalate_after: int = 12
     escalate_steps: int = 40
     optimiser: str = "gradient"              # "adam", or "gradient": steps along the gradient normalised over the
                                          # whole perturbation (keeps which pixels matter more; Adam equalises them)
@@ -370,7 +376,7 @@ class PhotoAttack:
             new = torch.minimum(norm, cap)
             if s.max_ciede2000_mean is not None:
                 # mean over the measured pixels of the photo's CIEDE2000 ~ sum(w |u|) x pixels per working pixel
-                allowed = 0.9 * s.max_ciede2000_mean * level * self.measured_pixels / self.pixels_per_work
+                allowed = 0.9 * s.max_ciede2000_mean * self.mean_level(level) * self.measured_pixels / self.pixels_per_work
                 if float((w * new).sum()) > allowed:
                     inside = self.inside
                     n_in, w_in, c_in = norm[inside], w[inside], cap[inside]
@@ -430,6 +436,10 @@ class PhotoAttack:
         self._numbers[key] = numbers
         return dict(numbers)
 
+    def mean_level(self, level: float | None = None) -> float:
+        """How far the mean limit has grown at a budget level (see mean_hold)."""
+        return max(1.0, (self.level if level is None else level) / max(self.s.mean_hold, 1.0))
+
     def p99_level(self, level: float | None = None) -> float:
         """How far the 99th-percentile limit has grown at a budget level (see p99_hold)."""
         return max(1.0, (self.level if level is None else level) / max(self.s.p99_hold, 1.0))
@@ -444,7 +454,7 @@ class PhotoAttack:
         s, n = self.s, self.budget_numbers(image)
         k = self.level if level is None else level
         return (n["psnr"] >= self.psnr_floor(k) and n["ssim_luma"] >= s.min_ssim
-                and (s.max_ciede2000_mean is None or n["ciede2000_mean"] <= s.max_ciede2000_mean * k)
+                and (s.max_ciede2000_mean is None or n["ciede2000_mean"] <= s.max_ciede2000_mean * self.mean_level(k))
                 and (s.max_ciede2000_p99 is None or n["ciede2000_p99"] <= s.max_ciede2000_p99 * self.p99_level(k)))
 
     def level_needed(self, numbers: dict) -> float:
@@ -453,7 +463,8 @@ class PhotoAttack:
         over = 10 ** ((s.min_psnr - numbers["psnr"]) / 20)
         k = [1.0, over * max(s.psnr_hold, 1.0) if over > 1 else over]   # the smallest k whose floor it meets
         if s.max_ciede2000_mean:
-            k.append(numbers["ciede2000_mean"] / s.max_ciede2000_mean)
+            over = numbers["ciede2000_mean"] / s.max_ciede2000_mean
+            k.append(over * max(s.mean_hold, 1.0) if over > 1 else over)   # the smallest k with mean_level(k) >= over
         if s.max_ciede2000_p99:
             over = numbers["ciede2000_p99"] / s.max_ciede2000_p99
             k.append(over * max(s.p99_hold, 1.0) if over > 1 else over)    # the smallest k with p99_level(k) >= over
