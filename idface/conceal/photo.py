@@ -10,7 +10,8 @@ details):
   lightness (colour blotches on skin are what people noticed first);
 - low frequency: optimised on a working copy of the window around the face, scaled so that the
   face is at most `work_face` px wide (what a recognizer's 112-150 px chip can use anyway),
-  upsampled (bilinear) to the photo (optionally blurred after every step, `smooth_sigma`);
+  upsampled (bilinear) to the photo; blurred after every step by `smooth_sigma` photo pixels
+  (where that is at least half a working pixel: small faces, optimised at the photo's own pixels);
 - texture-aware: the per-pixel limit follows the photo's local contrast (more in hair, brows,
   wrinkles; little on smooth skin);
 - feathered: the change fades in over `feather` x the face size from the mask's border, so it
@@ -109,11 +110,14 @@ class PhotoAttackSettings:
     work_face: float = 160.0             # px: optimised on the photo scaled so that the face is at most this
                                          # wide (about the recognizers' chips: finer detail is lost in their
                                          # resampling anyway); the change is upsampled to the photo (low frequency)
-    # working px: the change is blurred after every step (0: off). Off by default: the blur compounds
-    # over the steps (after 25 steps about sigma 5 working px, 18 photo px on a megapixel face), which
-    # took detail the recognizer uses; the working copy already keeps the change at the chip's scale.
-    # Megapixel Hopper as Obama 2 / Biden: level 3.49 / 3.12 with 1.0, 2.80 / 2.79 without
-    smooth_sigma: float = 0.0
+    # PHOTO px: the change is blurred after every step by this much (0: off), i.e. smooth_sigma x the
+    # working copy's scale in working px, and not at all below half a working px. Was 1 working px:
+    # that blur compounds over the steps (after 25 steps about sigma 5 working px, 18 photo px on a
+    # megapixel face) and took detail the recognizer uses, where the upsampled working copy already
+    # keeps the change smooth (megapixel Hopper as Obama 2 / Biden: level 3.49 / 3.12 with it, 2.80 /
+    # 2.79 without); a face under work_face px is optimised at the photo's own pixels, and there the
+    # blur is what keeps the change from pixel noise that JPEG removes
+    smooth_sigma: float = 1.0
     feather: float = 0.04                # fraction of the face size over which the change fades in from
                                          # the mask's border (no visible edge where it stops)
     # colour changes cost 1/chroma times their CIEDE2000 in the budget (0: lightness only): measured on
@@ -360,8 +364,9 @@ class PhotoAttack:
     def _project(self, u: torch.Tensor) -> None:
         """In place: smooth, then within the budget at the current level (_limit)."""
         with torch.no_grad():
-            if self.s.smooth_sigma:
-                u.copy_(_blur(u, self.s.smooth_sigma))
+            sigma = self.s.smooth_sigma * self.work_scale                   # photo px -> working px
+            if sigma >= 0.5:
+                u.copy_(_blur(u, sigma))
             self._limit(u, self.level)
 
     def _limit(self, u: torch.Tensor, level: float) -> None:
