@@ -1,7 +1,7 @@
 """Which pixels an attack may change: class names of the 19-class parser, plus a few groups.
 
     parse_regions("skin,hair")      -> (1, 13)
-    parse_regions("face")           -> skin, nose, eyes, brows, lips, mouth
+    parse_regions("face")           -> skin, nose, eyes (with glasses), brows, lips, mouth
     region_mask(label_map, classes, erode_px)
                                     -> [H, W] bool in the photo's own pixels, from the parser's
                                        label map (generator frame, 512) warped back (nearest),
@@ -18,7 +18,9 @@ from idface.errors import InputError
 from idface.labels import CLASS_INDEX, CLASS_NAMES
 
 REGION_GROUPS: dict[str, tuple[str, ...]] = {
-    "face": ("skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip"),
+    # the eyes with the glasses worn over them (eye_g, as in "eyes"): without it, a face with glasses
+    # lost the whole eye region (the parser labels the band around the eyes eye_g) to a hole in the mask
+    "face": ("skin", "nose", "l_eye", "r_eye", "eye_g", "l_brow", "r_brow", "mouth", "u_lip", "l_lip"),
     "eyes": ("l_eye", "r_eye", "eye_g"),
     "brows": ("l_brow", "r_brow"),
     "lips": ("mouth", "u_lip", "l_lip"),

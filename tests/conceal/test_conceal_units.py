@@ -83,6 +83,10 @@ def test_region_names_and_groups():
     assert regions.parse_regions("skin,hair") == (CLASS_INDEX["skin"], CLASS_INDEX["hair"])
     face = regions.parse_regions("face")
     assert CLASS_INDEX["nose"] in face and CLASS_INDEX["hair"] not in face
+    # the eyes as the "eyes" group has them: with the glasses worn over them (a face with glasses
+    # otherwise loses the whole eye band to a hole in the mask)
+    assert set(regions.parse_regions("eyes")) <= set(face) and CLASS_INDEX["eye_g"] in face
+    assert CLASS_INDEX["hat"] not in face and CLASS_INDEX["l_ear"] not in face
     assert regions.parse_regions(None) == face
     with pytest.raises(InputError, match="unknown region"):
         regions.parse_regions("skin,wings")
@@ -266,3 +270,15 @@ def test_budget_holds_the_p99_limit_and_psnr_floor_until_their_level():
         2.5 * 10 ** (1 / 20))
     attack.s = PhotoAttackSettings(p99_hold=1.0, psnr_hold=1.0)   # the limits grow with the level at once
     assert attack.p99_level(2.0) == 2.0 and attack.psnr_floor(2.0) == pytest.approx(40.0 - 20 * np.log10(2.0))
+
+
+def test_the_mean_limit_can_be_held_like_the_others():
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
+
+    attack = object.__new__(PhotoAttack)     # only the budget arithmetic, no photo needed
+    attack.s = PhotoAttackSettings(max_ciede2000_mean=1.0, mean_hold=2.0, p99_hold=1.0, psnr_hold=1.0)
+    assert attack.mean_level(1.5) == 1.0 and attack.mean_level(3.0) == pytest.approx(1.5)
+    # a mean past its limit now needs the hold passed, as p99 and PSNR do
+    assert attack.level_needed({"psnr": 41.0, "ciede2000_mean": 1.2, "ciede2000_p99": 2.0}) == pytest.approx(2.4)
+    attack.s = PhotoAttackSettings()         # the default: the mean grows with the level from the start
+    assert attack.mean_level(1.5) == 1.5
