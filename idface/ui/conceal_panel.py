@@ -41,7 +41,7 @@ EXPLANATION = (
     "protection only counts if it still holds after the photo has been re-compressed."
 )
 
-REGION_CHOICES = [("Whole face (skin, nose, eyes, brows, lips)", "face"), ("Skin", "skin"), ("Hair", "hair"),
+REGION_CHOICES = [("Whole face (skin, nose, eyes, glasses, brows, lips)", "face"), ("Skin", "skin"), ("Hair", "hair"),
                   ("Nose", "nose"), ("Eyes", "eyes"), ("Eyebrows", "brows"), ("Lips and mouth", "lips"),
                   ("Ears", "ears"), ("Neck", "neck")]
 MODE_CHOICES = [("Photo: perturb the photo itself (no generator)", "photo"),
