@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             for n, r in others_rec.items():
                 g = embed(r, pair["practised_image"]).numpy()
                 to_b_r, to_a_r = float(r.score(g, b["other_emb"][n])), float(r.score(g, a["other_emb"][n]))
-                kind = "similarity" if r.higher_is_more_similar else "distance"
+                kind = r.score_kind
                 transfer[n] = {f"{kind}_to_token_person": to_b_r, f"{kind}_to_photo": to_a_r,
                                "reads_token_person_not_photo": bool(r.is_same(to_b_r) and not r.is_same(to_a_r))}
             pair["practised_transfer"] = transfer

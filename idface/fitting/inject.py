@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from idface.errors import InputError
+from idface.identity.base import score_kind
 from idface.fitting import losses as L
 from idface.fitting.fit import FitConfig, face_region, frozen_stages, resize_image, resize_labels, to_model_tensor
 from idface.model import IdFaceModel
@@ -85,7 +86,7 @@ class InjectionResult:
     probed: dict = field(default_factory=dict)   # every recognizer practised against -> its last scores
 
     def summary(self) -> dict:
-        kind = "similarity" if self.higher_is_more_similar else "distance"
+        kind = score_kind(self.higher_is_more_similar)
         return {
             "recognizer": self.recognizer, "steps": self.steps, "seconds": round(self.seconds, 2),
             "threshold": self.threshold,
@@ -97,11 +98,6 @@ class InjectionResult:
             "recognizers_practised_against": {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv)
                                                   for kk, vv in v.items()} for k, v in self.probed.items()},
         }
-
-
-def score_kind(recognizer) -> str:
-    """What a recognizer's score is, for JSON keys: "similarity" or "distance"."""
-    return "similarity" if recognizer.higher_is_more_similar else "distance"
 
 
 def reads_as(recognizer, to_identity: float, to_style: float, margin: float) -> bool:
@@ -207,8 +203,8 @@ def practise_identity(
         score_to_identity_before=history[0][1], score_to_style_before=history[0][2],
         score_to_identity=to_b, score_to_style=to_a,
         reads_as_identity=reads_as(recognizer, to_b, to_a, cfg.stop_margin), history=history,
-        probed={rec.name: {f"{score_kind(rec)}_to_identity": scores[rec.name][0],
-                           f"{score_kind(rec)}_to_style": scores[rec.name][1],
+        probed={rec.name: {f"{rec.score_kind}_to_identity": scores[rec.name][0],
+                           f"{rec.score_kind}_to_style": scores[rec.name][1],
                            "reads_as_identity": reads_as(rec, *scores[rec.name], cfg.stop_margin)}
                 for rec, _, _ in probes},
     )
