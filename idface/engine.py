@@ -220,6 +220,8 @@ class Engine:
         fitted = self.fitted_weights(style)
         if fitted is None or self.pipeline is None:
             return self.pipeline
+        if identity_key is not None and identity_key not in fitted.practised:
+            identity_key = None      # evicted by a newer identity face since it was practised: the plain fit
         if fitted is self._checkpoint_fit and identity_key is None:
             return self.pipeline
         with self._fitted_lock:
@@ -230,7 +232,8 @@ class Engine:
                 return hit[1]
             from idface.pipeline import IdFacePipeline
 
-            delta = fitted.delta if identity_key is None else fitted.practised[identity_key][0]
+            practised = None if identity_key is None else fitted.practised.get(identity_key)
+            delta = fitted.delta if practised is None else practised[0]
             pipe = IdFacePipeline(delta.apply(self.pipeline.model), precision=PRECISION, cache_size=4)
             self._fitted_pipelines[key] = (fitted, pipe)
             while len(self._fitted_pipelines) > MAX_FITTED_PIPELINES:

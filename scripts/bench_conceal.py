@@ -149,6 +149,7 @@ def main() -> int:
                "ciede2000_region_p99": rep["ciede2000_region_p99"],
                "changed_outside_parsed_classes": rep["changed_outside_parsed_classes"],
                "invisible_budget_met": rep.get("invisible_budget_met"), "budget_level_used": rep.get("budget_level_used"),
+               "budget_search": [h for h in result.history if "refined_to_level" in h or "shrunk_to_level" in h],
                "port_success": rep["success"], "port_success_recompressed": rep["success_after_recompression"],
                "per_recognizer": {n: {"attacked": e["attacked"], "success": e["success"],
                                       "success_recompressed": e["recompressed"]["success"]}

@@ -125,6 +125,10 @@ class PhotoAttackSettings:
     # and cyan blotches at 1:1, chroma 0.4 needed 1.64, lightness only 1.51, both far less visible
     chroma: float = 0.2
     texture_aware: bool = True           # the per-pixel limit follows the photo's local contrast
+    pixel_limit: float = 1.5             # the per-pixel limit, x the mean budget, on typical texture (at most the p99 one)
+    projection_share: float = 0.9        # the projection aims at this share of the mean and p99 limits (the uint8
+                                         # result is then checked against the limits themselves)
+    texture_low: float = 0.25            # ... down to this fraction of the typical limit on the smoothest skin
     # invisible first: the budget above holds for the first `escalate_after` steps; when the goal is
     # not reached by then, the CIEDE2000 limits grow (and the PSNR floor falls by as many dB) by up
     # to `escalate_to` times over the next `escalate_steps` steps, and the run stops as soon as the
@@ -145,6 +149,9 @@ class PhotoAttackSettings:
     # Obama, PSNR 39.6 dB at level 2.6; Obama 3 as the astronaut, mean 1.07) then succeed within it
     escalate_after: int = 12
     escalate_steps: int = 40
+    track_alignment: bool = True         # align the samples as the recognizers aligned the latest candidate
+    forward: str = "photo"               # what the optimiser's recognizers see (PhotoAttack.sampled_margins):
+                                         # "photo" (the change as the photo carries it) or "working" (the working copy)
     optimiser: str = "gradient"              # "adam", or "gradient": steps along the gradient normalised over the
                                          # whole perturbation (keeps which pixels matter more; Adam equalises them)
     momentum: float = 0.8                # "gradient" only
@@ -154,6 +161,17 @@ class PhotoAttackSettings:
     # `shrink_tries` more verifications (0: off); none when the result is already within that level's budget
     shrink_tries: int = 3
     shrink_below: float = 1.0
+    # after a success that needed more than the starting budget: a search for the smallest budget that
+    # still works, reshaping the change rather than scaling it (PhotoAttack.refine, in the manner of the
+    # minimum-norm attacks: the budget level falls by `refine_rate` while the sampled verdict holds and
+    # grows by it while not, the gradient keeps pushing, the rate decays to a tenth), at most
+    # `refine_steps` steps and `refine_seconds` (0: off)
+    refine_steps: int = 60
+    refine_seconds: float = 8.0
+    refine_rate: float = 0.08
+    refine_lr_end: float = 1.0           # the step size falls to this fraction of lr over the refine steps
+    refine_gap: bool = True              # the level falls only while the sampled margin exceeds the wanted one by
+                                         # how much the samples overstated the verified margins so far (running)
     seed: int = 0
 
 
@@ -167,6 +185,9 @@ class Target:
     source_t: torch.Tensor           # [D]
     target_t: torch.Tensor | None    # [D]
     also_t: list = field(default_factory=list)   # [D] each: other photos of A (dodging)
+    # the alignments the recognizer found on the latest verified candidate ([2, 3] photo pixels ->
+    # template pixels), raw and re-compressed: what it will really see (PhotoAttack.track_alignment)
+    seen: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -327,11 +348,11 @@ class PhotoAttack:
         # per-pixel limit of |u| [h, w] in CIEDE2000 units
         # (at level 1; `level` scales it, see escalate_to); no CIEDE2000 limit given: PSNR alone bounds it
         mean, p99 = s.max_ciede2000_mean, s.max_ciede2000_p99
-        hard = math.inf if p99 is None else 0.9 * p99
+        hard = math.inf if p99 is None else s.projection_share * p99
         self.hard_cap = hard
-        typical = 1.5 * mean if mean is not None else (p99 / 2 if p99 is not None else math.inf)
+        typical = s.pixel_limit * mean if mean is not None else (p99 / 2 if p99 is not None else math.inf)
         if s.texture_aware and math.isfinite(typical):
-            allow = texture_allowance(self.base, (self.weight > 0).float())
+            allow = texture_allowance(self.base, (self.weight > 0).float(), low=s.texture_low)
             self.limit = (allow[0, 0] * typical).clamp(max=hard)
         else:
             self.limit = torch.full(self.base.shape[-2:], min(hard, typical))
@@ -339,6 +360,8 @@ class PhotoAttack:
         # photo pixel -> working pixel
         self.window_to_photo = np.array([[1 / self.fx, 0, x0 + 0.5 / self.fx - 0.5],
                                          [0, 1 / self.fy, y0 + 0.5 / self.fy - 0.5], [0, 0, 1]], dtype=np.float64)
+        # photo window pixel (full resolution) -> photo pixel
+        self.full_to_photo = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], dtype=np.float64)
 
     def _basis_inv(self, rgb: torch.Tensor) -> torch.Tensor:
         """[1, 3, h, w] -> [h, w, 3, 3]: perceptual units -> RGB change (idface.metrics.ciede2000_basis),
@@ -381,7 +404,7 @@ class PhotoAttack:
             new = torch.minimum(norm, cap)
             if s.max_ciede2000_mean is not None:
                 # mean over the measured pixels of the photo's CIEDE2000 ~ sum(w |u|) x pixels per working pixel
-                allowed = 0.9 * s.max_ciede2000_mean * self.mean_level(level) * self.measured_pixels / self.pixels_per_work
+                allowed = s.projection_share * s.max_ciede2000_mean * self.mean_level(level) * self.measured_pixels / self.pixels_per_work
                 if float((w * new).sum()) > allowed:
                     inside = self.inside
                     n_in, w_in, c_in = norm[inside], w[inside], cap[inside]
@@ -536,15 +559,99 @@ class PhotoAttack:
             self.level = top if best is None else best[2]
         return None if best is None else (*best, used)
 
+    def refine(self, u_found: torch.Tensor, image: np.ndarray, rng: np.random.Generator,
+               lr: float) -> tuple[np.ndarray, dict, torch.Tensor, float, dict] | None:
+        """After a verified success (`image`, made by u_found) over the starting budget: the smallest
+        budget level at which a reshaped change still gives every verdict. Each step takes the
+        gradient step of the attack (normalised, momentum) and projects onto the level (_limit: the
+        mean's soft threshold drops the changes that matter least); the level falls by a rate while
+        the sampled verdict holds with the margin, else grows by it, and the rate decays to a tenth
+        (minimum-norm attacks adapt their budget the same way). Candidates that would fit a smaller
+        level than the best so far are verified (raw and re-compressed); it ends at a verified
+        success within the starting budget, after `refine_steps` steps or `refine_seconds`.
+        Returns (image, verified, u, level, record) of the smallest verified level, or None."""
+        from idface.conceal.search import done
+
+        s = self.s
+        best_level = self.level_needed(self.budget_numbers(image))
+        if s.refine_steps <= 0 or best_level <= s.shrink_below:
+            return None
+        start = time.perf_counter()
+        top = self.level
+        u = u_found.detach().clone().requires_grad_(True)
+        optimiser = NormalisedGradient([u], lr=lr, momentum=s.momentum)
+        smallest_margin = min(self.margin(t.recognizer) for t in self.targets)
+        level, best, verifications, i = self.level, None, 0, 0
+        lowest = math.inf              # the smallest level at which the sampled verdict held
+        gap = 0.0                      # how much the sampled margin overstated the verified one (running)
+        try:
+            for i in range(1, s.refine_steps + 1):
+                if time.perf_counter() - start > s.refine_seconds:
+                    break
+                progress = (i - 1) / max(1, s.refine_steps - 1)
+                rate = s.refine_rate * (0.1 ** progress)
+                optimiser.lr = lr * (s.refine_lr_end ** progress)
+                margins = self.sampled_margins(u, rng)
+                loss = u.new_zeros(())
+                worst = math.inf
+                for t in self.targets:
+                    m = margins[t.recognizer.name]
+                    loss = loss + F.relu(self.margin(t.recognizer) + s.overshoot - m).mean()
+                    worst = min(worst, float(m.detach().min()))
+                holds = worst >= smallest_margin + gap
+                if loss.requires_grad and float(loss.detach()) > 0:
+                    u.grad = None
+                    loss.backward()
+                    optimiser.step()
+                level = max(s.shrink_below, level * (1 - rate)) if holds else min(top, level * (1 + rate))
+                self.level = level
+                self._project(u)
+                if not holds:
+                    continue
+                lowest = min(lowest, level)
+                picture = self._fit_budget(u.detach())
+                needed = self.level_needed(self.budget_numbers(picture))
+                if needed >= best_level - 1e-6:
+                    continue
+                verified = self.verify(picture)
+                verifications += 1
+                real = min(v[k]["goal_margin"] for v in verified.values() for k in ("raw", "recompressed"))
+                gap = max(0.0, 0.5 * gap + 0.5 * (worst - real)) if s.refine_gap else 0.0
+                if done(verified, s.robust):
+                    best_level = needed
+                    best = (picture, verified, self.candidate_u.clone(), needed)
+                    if needed <= s.shrink_below:
+                        break
+        finally:
+            self.level = top if best is None else best[3]
+        if best is None:
+            return None
+        record = {"refined_to_level": round(best[3], 3), "refine_steps": i, "verifications": verifications,
+                  "lowest_sampled_level": round(lowest, 3),
+                  "refine_seconds": round(time.perf_counter() - start, 2)}
+        return (*best, record)
+
     # ---- one forward pass over sampled transformations ----
-    def _margins(self, x: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def sampled_margins(self, u: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """Recognizer -> goal margin [samples] of the photo changed by u, through sampled sharing
+        transformations. `forward` "photo": the change as the photo gets it (u upsampled to the photo's
+        window, through its own basis: what compose() writes), resized and re-compressed at the photo's
+        scale as a sharing service would; "working": the working copy itself (cheaper, but it sees the
+        change sharper than the photo carries it and JPEG at the working copy's scale)."""
+        if self.s.forward == "photo":
+            return self._margins(self.base_full + self.delta_photo(u), self.full_to_photo, 1.0, rng)
+        return self._margins(self.base + self.delta_work(u), self.window_to_photo, self.work_scale, rng)
+
+    def _margins(self, x: torch.Tensor, to_photo: np.ndarray, x_scale: float,
+                 rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """x [1, 3, h, w]: the window at x_scale of the photo; to_photo [3, 3]: its pixels -> photo pixels."""
         s = self.s
         chips: dict[str, list[torch.Tensor]] = {t.recognizer.name: [] for t in self.targets}
         h, w = x.shape[-2:]
         for _ in range(s.samples):
-            # the photo's scale -> the working copy's (which is already at most work_scale)
+            # the photo's scale -> x's (a working copy is already at most work_scale)
             scale = 1.0 if rng.random() < 0.25 else rng.uniform(*s.scale_range)
-            scale = min(1.0, scale / self.work_scale)
+            scale = min(1.0, scale / x_scale)
             xs = x
             if scale < 0.999:
                 nh, nw = max(8, int(round(h * scale))), max(8, int(round(w * scale)))
@@ -554,10 +661,13 @@ class PhotoAttack:
                 xs = jpeg_straight_through(xs, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
             # resized working pixel -> working pixel -> photo pixel
             small_to_window = np.array([[1 / fx, 0, 0.5 / fx - 0.5], [0, 1 / fy, 0.5 / fy - 0.5], [0, 0, 1]])
-            small_to_photo = self.window_to_photo @ small_to_window
+            small_to_photo = to_photo @ small_to_window
             for t in self.targets:
                 size = t.recognizer.input_size
-                m = _jitter_matrix(rng, size, s) @ _full3(t.matrix) @ small_to_photo
+                # as the recognizer aligned the latest verified candidate (raw for samples near the
+                # photo's size, re-compressed for smaller ones), else as it aligned the photo
+                seen = t.seen.get("raw" if scale * x_scale >= 0.75 else "recompressed", t.matrix)
+                m = _jitter_matrix(rng, size, s) @ _full3(seen) @ small_to_photo
                 chips[t.recognizer.name].append(_chip(xs, m, size))
         margins = {}
         for t in self.targets:
@@ -574,8 +684,27 @@ class PhotoAttack:
         return wanted_margin(rec, self.s.margin)
 
     def verify(self, image: np.ndarray) -> dict:
-        """Real check of a uint8 photo: detect, align, embed; raw and re-compressed."""
-        return verify_photo(image, self.targets, self.goal, self.margin)
+        """Real check of a uint8 photo: detect, align, embed; raw and re-compressed (and the
+        alignments found are tracked: track_alignment)."""
+        detections: dict = {}
+        verified = verify_photo(image, self.targets, self.goal, self.margin, detections)
+        self.track_alignment(detections, image.shape[:2])
+        return verified
+
+    def track_alignment(self, detections: dict, shape: tuple[int, int]) -> None:
+        """Keep the alignments the recognizers found on a candidate (raw and re-compressed). The
+        change moves the landmarks a detector finds (by a pixel or two at the eye corners), and with
+        them the chip: optimised against the original photo's alignment alone, a change that held
+        by 0.05 fell 0.03-0.1 short once re-detected (megapixel Hopper as Obama 2); the later steps
+        align their samples as the recognizers did (`track_alignment` setting)."""
+        if not self.s.track_alignment:
+            return
+        for key, det in detections.items():
+            if det is None:
+                continue
+            scale = det.image_size[0] / shape[0]
+            for t in self.targets:
+                t.seen[key] = alignment_matrix(t.recognizer, det.chosen, scale)
 
     # ---- the loop (idface.conceal.search) ----
     def run(self, progress: Callable[[int, dict], None] | None = None,
@@ -598,9 +727,8 @@ class PhotoAttack:
 
         def step(i: int) -> tuple[dict, bool]:
             self.level = self.level_at(i)
-            x = self.base + self.delta_work(u)                                   # [1, 3, h, w] working copy
-            margins = self._margins(x, rng)
-            loss = x.new_zeros(())
+            margins = self.sampled_margins(u, rng)
+            loss = u.new_zeros(())
             worst = math.inf
             for t in self.targets:
                 m = margins[t.recognizer.name]
@@ -622,7 +750,12 @@ class PhotoAttack:
         )
         image, verified, history = found.image, found.verified, found.history
         if found.stopped == "goal reached":
-            smaller = self.shrink(self.candidate_u, found.image, s.shrink_tries)
+            u_found = self.candidate_u
+            refined = self.refine(u_found, image, rng, optimiser.lr)
+            if refined is not None:
+                image, verified, u_found, level, record = refined
+                history.append({"step": found.steps, **record})
+            smaller = self.shrink(u_found, image, s.shrink_tries)
             if smaller is not None:
                 image, verified, level, tries = smaller
                 history.append({"step": found.steps, "shrunk_to_level": round(level, 3), "verifications": tries})
@@ -630,14 +763,18 @@ class PhotoAttack:
                                  verified, history)
 
 
-def verify_photo(image: np.ndarray, targets: list[Target], goal: str, margin_of) -> dict:
-    """recognizer -> {"raw": verdict, "recompressed": verdict} for a uint8 photo (see score.py)."""
+def verify_photo(image: np.ndarray, targets: list[Target], goal: str, margin_of,
+                 detections: dict | None = None) -> dict:
+    """recognizer -> {"raw": verdict, "recompressed": verdict} for a uint8 photo (see score.py).
+    `detections`, when given, receives "raw" / "recompressed" -> the Detection (or None) each used."""
     out: dict[str, dict] = {t.recognizer.name: {} for t in targets}
     for key, img, min_face in (("raw", image, MIN_FACE_SIZE), ("recompressed", recompress(image), RECOMPRESSED_MIN_FACE)):
         try:
             det = detect_faces(img, "auto", min_face_size=min_face)
         except IdfaceError as err:
             det, error = None, str(err)
+        if detections is not None:
+            detections[key] = det
         for t in targets:
             rec = t.recognizer
             if det is None:
@@ -653,14 +790,19 @@ def make_targets(photo: np.ndarray, face, recognizers: list, references: dict[st
     """Each attacked recognizer's alignment for the detected face (the transform its embed_photo uses)."""
     targets = []
     for rec in recognizers:
-        tpl = get_template(rec.template, rec.input_size)
-        matrix = estimate_transform(np.asarray(face.landmarks, np.float64), tpl,
-                                    None if face.dlib5 is None else np.asarray(face.dlib5, np.float64))
         ref = references[rec.name]
         targets.append(Target(
-            rec, matrix, ref,
+            rec, alignment_matrix(rec, face), ref,
             torch.from_numpy(np.asarray(ref.source, np.float32)),
             None if ref.target is None else torch.from_numpy(np.asarray(ref.target, np.float32)),
             [torch.from_numpy(np.asarray(a, np.float32)) for a in ref.also],
         ))
     return targets
+
+
+def alignment_matrix(recognizer, face, scale: float = 1.0) -> np.ndarray:
+    """[2, 3] photo pixels -> the recognizer's template pixels for a detected face (the transform its
+    embed_photo uses); `scale`: the detection was made on the photo resized by this much."""
+    tpl = get_template(recognizer.template, recognizer.input_size)
+    to_photo = lambda p: None if p is None else (np.asarray(p, np.float64) + 0.5) / scale - 0.5   # noqa: E731
+    return estimate_transform(to_photo(face.landmarks), tpl, to_photo(face.dlib5))

@@ -127,7 +127,8 @@ def test_shrink_keeps_the_verdict_and_makes_the_change_smaller(judge):
     photos = megapixel_faces(["astronaut.png", "biden.jpg"])
     a, b = photos["astronaut.png"][0], photos["biden.jpg"][0]
     runs = {tries: conceal(a, b, goal="impersonate", mode="photo", regions="face", attack="dlib-resnet",
-                           settings={"shrink_tries": tries, "steps": 60, "escalate_after": 0, "escalate_steps": 8})
+                           settings={"shrink_tries": tries, "steps": 60, "escalate_after": 0, "escalate_steps": 8,
+                                     "refine_steps": 0})
             for tries in (0, 3)}
     plain, shrunk = runs[0].report, runs[3].report
     assert plain["success"] and plain["stopped"] == "goal reached" and plain["budget_level_used"] > 1
@@ -141,3 +142,29 @@ def test_shrink_keeps_the_verdict_and_makes_the_change_smaller(judge):
     assert judge.distance(small, b) < 0.6 and judge.distance(small, a) >= 0.6
     assert shrunk["budget_level_used"] < plain["budget_level_used"] and shrunk["psnr"] > plain["psnr"]
     assert shrunk["changed_outside_parsed_classes"] == 0
+
+
+def test_refine_reshapes_the_change_to_a_smaller_budget_that_still_works(judge):
+    """After a success over the starting budget, PhotoAttack.refine searches a smaller level while
+    still optimising (the level falls while the sampled verdict holds): the same first success
+    (the setting of the shrink test: budget grown to 5x within 8 steps) ends at a smaller level than
+    it needed, judged B and not A by dlib itself, raw and re-compressed, still within the classes."""
+    from idface.testing.megapixel import megapixel_faces
+
+    photos = megapixel_faces(["astronaut.png", "biden.jpg"])
+    a, b = photos["astronaut.png"][0], photos["biden.jpg"][0]
+    base = {"shrink_tries": 0, "steps": 60, "escalate_after": 0, "escalate_steps": 8}
+    plain, refined = (conceal(a, b, goal="impersonate", mode="photo", regions="face", attack="dlib-resnet",
+                              settings={**base, "refine_steps": n}) for n in (0, 60))
+    assert plain.report["success"] and plain.report["budget_level_used"] > 1.5
+    assert refined.report["steps"] == plain.report["steps"]   # the same search up to the first success
+    record = refined.history[-1]
+    assert record["refined_to_level"] < plain.report["budget_level_used"] and record["verifications"] >= 1
+    rep, out = refined.report, refined.image
+    assert rep["success"] and rep["success_after_recompression"]
+    assert rep["budget_level_used"] == pytest.approx(record["refined_to_level"], abs=1e-3)
+    assert rep["ciede2000_region_mean"] < plain.report["ciede2000_region_mean"]
+    assert judge.distance(out, b) < 0.6 and judge.distance(out, a) >= 0.6
+    small = reference_recompress(out)
+    assert judge.distance(small, b) < 0.6 and judge.distance(small, a) >= 0.6
+    assert rep["changed_outside_parsed_classes"] == 0

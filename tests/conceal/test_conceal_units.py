@@ -282,3 +282,30 @@ def test_the_mean_limit_can_be_held_like_the_others():
     assert attack.level_needed({"psnr": 41.0, "ciede2000_mean": 1.2, "ciede2000_p99": 2.0}) == pytest.approx(2.4)
     attack.s = PhotoAttackSettings()         # the default: the mean grows with the level from the start
     assert attack.mean_level(1.5) == 1.5
+
+
+def test_verification_keeps_the_alignments_it_found_in_the_photos_pixels(faces_dir):
+    """verify_photo hands back the detections it used (raw and re-compressed: half size); the
+    alignment from the half-size detection, mapped to the photo's pixels, is the one from the
+    photo itself within a pixel or two (the attack aligns its samples with them:
+    PhotoAttack.track_alignment)."""
+    from types import SimpleNamespace
+
+    from idface.conceal.photo import alignment_matrix, verify_photo
+    from idface.faces.detect import detect_faces
+    from idface.identity.dlib_recognizer import DlibRecognizer
+
+    photo = load_image(faces_dir / "obama.jpg")
+    rec = SimpleNamespace(template=DlibRecognizer.template, input_size=DlibRecognizer.input_size)
+    detections: dict = {}
+    verify_photo(photo, [], "dodge", lambda r: 0.0, detections)
+    assert set(detections) == {"raw", "recompressed"}
+    raw, small = detections["raw"], detections["recompressed"]
+    assert small.image_size[0] == round(photo.shape[0] / 2)
+    full = alignment_matrix(rec, detect_faces(photo).chosen)
+    np.testing.assert_allclose(alignment_matrix(rec, raw.chosen), full)
+    halved = alignment_matrix(rec, small.chosen, small.image_size[0] / photo.shape[0])
+    corners = np.array([[0, 0, 1], [150, 0, 1], [0, 150, 1], [150, 150, 1]], float)
+    inverse = lambda m: np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]   # noqa: E731  template -> photo
+    # where the chip's corners land in the photo: a few photo pixels apart at most (face ~300 px)
+    assert np.abs(corners @ inverse(halved).T - corners @ inverse(full).T).max() < 6.0

@@ -143,5 +143,7 @@ def test_a_fitted_face_practises_another_persons_token_once(plumbing_engine, pan
     assert "identity_practice" not in own.settings and own.settings["weights"] == "fitted to this style face"
     key = next(iter(style.fitted.practised))
     assert (id(style.fitted), key) in engine._fitted_pipelines
+    # a practice evicted (by a newer identity face) between practise_identity and pipeline_for: the plain fit
+    assert engine.pipeline_for(style, "evicted-identity") is engine.pipeline_for(style, None)
     engine.forget_fitted(style.fitted)
     assert not any(f is style.fitted for f, _ in engine._fitted_pipelines.values())
