@@ -52,6 +52,10 @@ user would verify it: detect, align and embed the whole photo (recognizer.embed_
 after the reporting re-compression (JPEG 75 after a half-size resize). The run stops as soon as
 every attacked recognizer gives the wanted verdict with the margin on both; otherwise the best
 verified state is kept.
+
+The samples see the change as the photo carries it (`forward`), aligned as the recognizers
+re-detected the latest verified candidate (`track_alignment`); a success over the starting budget
+is first reshaped towards a smaller level (PhotoAttack.refine), then shrunk.
 """
 
 from __future__ import annotations
@@ -591,13 +595,7 @@ class PhotoAttack:
                 progress = (i - 1) / max(1, s.refine_steps - 1)
                 rate = s.refine_rate * (0.1 ** progress)
                 optimiser.lr = lr * (s.refine_lr_end ** progress)
-                margins = self.sampled_margins(u, rng)
-                loss = u.new_zeros(())
-                worst = math.inf
-                for t in self.targets:
-                    m = margins[t.recognizer.name]
-                    loss = loss + F.relu(self.margin(t.recognizer) + s.overshoot - m).mean()
-                    worst = min(worst, float(m.detach().min()))
+                loss, worst = self.attack_loss(u, rng)
                 holds = worst >= smallest_margin + gap
                 if loss.requires_grad and float(loss.detach()) > 0:
                     u.grad = None
@@ -632,6 +630,17 @@ class PhotoAttack:
         return (*best, record)
 
     # ---- one forward pass over sampled transformations ----
+    def attack_loss(self, u: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        """(loss, worst sampled margin): the loss pushes every attacked recognizer's sampled goal
+        margin to its wanted margin plus `overshoot` (hinge, mean over the samples)."""
+        margins = self.sampled_margins(u, rng)
+        loss, worst = u.new_zeros(()), math.inf
+        for t in self.targets:
+            m = margins[t.recognizer.name]                                       # [samples]
+            loss = loss + F.relu(self.margin(t.recognizer) + self.s.overshoot - m).mean()
+            worst = min(worst, float(m.detach().min()))
+        return loss, worst
+
     def sampled_margins(self, u: torch.Tensor, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """Recognizer -> goal margin [samples] of the photo changed by u, through sampled sharing
         transformations. `forward` "photo": the change as the photo gets it (u upsampled to the photo's
@@ -727,13 +736,7 @@ class PhotoAttack:
 
         def step(i: int) -> tuple[dict, bool]:
             self.level = self.level_at(i)
-            margins = self.sampled_margins(u, rng)
-            loss = u.new_zeros(())
-            worst = math.inf
-            for t in self.targets:
-                m = margins[t.recognizer.name]
-                loss = loss + F.relu(self.margin(t.recognizer) + s.overshoot - m).mean()
-                worst = min(worst, float(m.detach().min()))
+            loss, worst = self.attack_loss(u, rng)
             u.grad = None
             loss.backward()
             optimiser.step()
