@@ -23,15 +23,19 @@ pixel by about the same amount and so leaves the budget projection nothing to ch
 gradient's own proportions the projection keeps the change where the recognizers respond most per
 CIEDE2000 unit), through the path a recognizer takes on a shared photo:
 
-    working copy + basis^-1 u x feathered mask                  [1, 3, h, w] in [0, 1]
+    photo window + basis^-1 (u upsampled) x feathered mask     [1, 3, H, W] in [0, 1]
       -> resize by s in [0.5, 1] of the photo (antialiased)     what sharing services do
-      -> JPEG at quality 60..95 (real libjpeg forward,          idface.conceal.transforms
-         differentiable approximation backward)
+      -> JPEG at quality 60..95 (real libjpeg)                  idface.conceal.transforms
       -> the recognizer's alignment (the similarity transform   grid_sample, kept from detection,
          from the detected landmarks to its template),          jittered by a few pixels / degrees
       -> embedding                                              recognizer.embed_aligned
 
-(expectation over transformations, `samples` draws per step). The budget is enforced by
+(expectation over transformations, `samples` draws per step). That path gives the margins the loss
+and the stopping rule read; the gradient comes straight through (`gradient` "working"): from the
+working copy's chips, aligned the same way but neither upsampled, resized nor re-compressed. It
+points the way the exact gradient does (cosine 0.84-0.88 on a megapixel face) at a fraction of its
+cost: the photo-sized backward was two thirds of a step (`gradient` "exact" takes it, through the
+JPEG approximation's gradient). The budget is enforced by
 construction, a projection after every step: each pixel's CIEDE2000 at most 0.9 x `max_ciede2000_p99`
 (and its texture limit), the mean over the face at most 0.9 x `max_ciede2000_mean` (soft threshold),
 the whole photo's PSNR at least `min_psnr` (one scale); and checked on every uint8 candidate with
@@ -129,7 +133,11 @@ class PhotoAttackSettings:
     # and cyan blotches at 1:1, chroma 0.4 needed 1.64, lightness only 1.51, both far less visible
     chroma: float = 0.2
     texture_aware: bool = True           # the per-pixel limit follows the photo's local contrast
-    pixel_limit: float = 1.5             # the per-pixel limit, x the mean budget, on typical texture (at most the p99 one)
+    # the per-pixel limit, x the mean budget, on typical texture (at most the p99 one). 2 (was 1.5): the
+    # held-out near misses were held by the mean with the p99 at 2.4-2.6 of its 3; letting typical texture
+    # carry more took held-out impersonations within all three limits from 37 to 47 of 56 (2.5: no better
+    # on the misses that were left)
+    pixel_limit: float = 2.0
     projection_share: float = 0.9        # the projection aims at this share of the mean and p99 limits (the uint8
                                          # result is then checked against the limits themselves)
     texture_low: float = 0.25            # ... down to this fraction of the typical limit on the smoothest skin
@@ -156,6 +164,12 @@ class PhotoAttackSettings:
     track_alignment: bool = True         # align the samples as the recognizers aligned the latest candidate
     forward: str = "photo"               # what the optimiser's recognizers see (PhotoAttack.sampled_margins):
                                          # "photo" (the change as the photo carries it) or "working" (the working copy)
+    # how the gradient reaches the change: "exact" (back through the path `forward` took: upsampling to
+    # the photo, resizing, JPEG) or "working" (straight through: the margins of `forward`, computed without
+    # autograd, with the gradient of the working copy's aligned chips, no resizing or JPEG). On 10 held-out
+    # megapixel pairs "working" took 37 % less CPU (the photo-sized backward was 2/3 of a step) and
+    # passed 7 of 10 within the budget where "exact" passed 4: its refine gets further in the same seconds
+    gradient: str = "working"
     optimiser: str = "gradient"              # "adam", or "gradient": steps along the gradient normalised over the
                                          # whole perturbation (keeps which pixels matter more; Adam equalises them)
     momentum: float = 0.8                # "gradient" only
@@ -177,6 +191,12 @@ class PhotoAttackSettings:
     refine_gap: bool = True              # the level falls only while the sampled margin exceeds the wanted one by
                                          # how much the samples overstated the verified margins so far (running)
     seed: int = 0
+
+    def __post_init__(self):
+        for name, choices in (("forward", ("photo", "working")), ("gradient", ("exact", "working")),
+                              ("optimiser", ("adam", "gradient"))):
+            if getattr(self, name) not in choices:
+                raise InputError(f"unknown {name} {getattr(self, name)!r}; choose {' or '.join(choices)}")
 
 
 @dataclass
@@ -646,28 +666,57 @@ class PhotoAttack:
         transformations. `forward` "photo": the change as the photo gets it (u upsampled to the photo's
         window, through its own basis: what compose() writes), resized and re-compressed at the photo's
         scale as a sharing service would; "working": the working copy itself (cheaper, but it sees the
-        change sharper than the photo carries it and JPEG at the working copy's scale)."""
-        if self.s.forward == "photo":
-            return self._margins(self.base_full + self.delta_photo(u), self.full_to_photo, 1.0, rng)
-        return self._margins(self.base + self.delta_work(u), self.window_to_photo, self.work_scale, rng)
+        change sharper than the photo carries it and JPEG at the working copy's scale). `gradient`
+        "exact": back through that path; "working": those margins (no autograd) with the gradient of
+        the working copy's aligned chips, untransformed (straight through)."""
+        draws = self._draw(rng)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.s.gradient == "exact"):
+            if self.s.forward == "photo":
+                chips = self._chips(self.base_full + self.delta_photo(u), self.full_to_photo, 1.0, draws)
+            else:
+                chips = self._chips(self.base + self.delta_work(u), self.window_to_photo, self.work_scale, draws)
+        if self.s.gradient == "working" and torch.is_grad_enabled():
+            # straight through: these values, the gradient of the working copy's aligned chips
+            near = self._chips(self.base + self.delta_work(u), self.window_to_photo, self.work_scale, draws,
+                               transform=False)
+            chips = {k: near[k] + (chips[k] - near[k]).detach() for k in chips}
+        margins = {}
+        for t in self.targets:
+            rec = t.recognizer
+            emb = rec.embed_aligned(chips[rec.name])                              # [N, D]
+            s_src = rec.score(emb, t.source_t[None])
+            s_tgt = rec.score(emb, t.target_t[None]) if t.target_t is not None else None
+            s_also = [rec.score(emb, a[None]) for a in t.also_t]
+            margins[rec.name] = goal_margin(rec, self.goal, s_src, s_tgt, s_also)  # [N]
+        return margins
 
-    def _margins(self, x: torch.Tensor, to_photo: np.ndarray, x_scale: float,
-                 rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """x [1, 3, h, w]: the window at x_scale of the photo; to_photo [3, 3]: its pixels -> photo pixels."""
-        s = self.s
+    def _draw(self, rng: np.random.Generator) -> list[tuple[float, int | None, dict[str, np.ndarray]]]:
+        """`samples` sharing transformations: (the photo's scale, JPEG quality or None,
+        recognizer -> landmark jitter [3, 3])."""
+        s, draws = self.s, []
+        for _ in range(s.samples):
+            scale = 1.0 if rng.random() < 0.25 else rng.uniform(*s.scale_range)
+            quality = int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)) if rng.random() < s.jpeg_probability else None
+            jitter = {t.recognizer.name: _jitter_matrix(rng, t.recognizer.input_size, s) for t in self.targets}
+            draws.append((scale, quality, jitter))
+        return draws
+
+    def _chips(self, x: torch.Tensor, to_photo: np.ndarray, x_scale: float, draws: list,
+               transform: bool = True) -> dict[str, torch.Tensor]:
+        """x [1, 3, h, w]: the window at x_scale of the photo; to_photo [3, 3]: its pixels -> photo pixels.
+        Recognizer -> chips [samples, 3, S, S] through the drawn transformations (`transform` False:
+        the alignment alone, no resizing or JPEG)."""
         chips: dict[str, list[torch.Tensor]] = {t.recognizer.name: [] for t in self.targets}
         h, w = x.shape[-2:]
-        for _ in range(s.samples):
-            # the photo's scale -> x's (a working copy is already at most work_scale)
-            scale = 1.0 if rng.random() < 0.25 else rng.uniform(*s.scale_range)
-            scale = min(1.0, scale / x_scale)
+        for photo_scale, quality, jitter in draws:
+            scale = min(1.0, photo_scale / x_scale) if transform else 1.0
             xs = x
             if scale < 0.999:
                 nh, nw = max(8, int(round(h * scale))), max(8, int(round(w * scale)))
                 xs = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
             fy, fx = xs.shape[-2] / h, xs.shape[-1] / w
-            if rng.random() < s.jpeg_probability:
-                xs = jpeg_straight_through(xs, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
+            if transform and quality is not None:
+                xs = jpeg_straight_through(xs, quality)
             # resized working pixel -> working pixel -> photo pixel
             small_to_window = np.array([[1 / fx, 0, 0.5 / fx - 0.5], [0, 1 / fy, 0.5 / fy - 0.5], [0, 0, 1]])
             small_to_photo = to_photo @ small_to_window
@@ -675,18 +724,10 @@ class PhotoAttack:
                 size = t.recognizer.input_size
                 # as the recognizer aligned the latest verified candidate (raw for samples near the
                 # photo's size, re-compressed for smaller ones), else as it aligned the photo
-                seen = t.seen.get("raw" if scale * x_scale >= 0.75 else "recompressed", t.matrix)
-                m = _jitter_matrix(rng, size, s) @ _full3(seen) @ small_to_photo
+                seen = t.seen.get("raw" if photo_scale >= 0.75 else "recompressed", t.matrix)
+                m = jitter[t.recognizer.name] @ _full3(seen) @ small_to_photo
                 chips[t.recognizer.name].append(_chip(xs, m, size))
-        margins = {}
-        for t in self.targets:
-            rec = t.recognizer
-            emb = rec.embed_aligned(torch.cat(chips[rec.name]))                  # [N, D]
-            s_src = rec.score(emb, t.source_t[None])
-            s_tgt = rec.score(emb, t.target_t[None]) if t.target_t is not None else None
-            s_also = [rec.score(emb, a[None]) for a in t.also_t]
-            margins[rec.name] = goal_margin(rec, self.goal, s_src, s_tgt, s_also)  # [N]
-        return margins
+        return {k: torch.cat(v) for k, v in chips.items()}
 
     def margin(self, rec) -> float:
         """The margin past the threshold that this run asks of `rec` (settings or DEFAULT_MARGIN)."""
@@ -726,10 +767,8 @@ class PhotoAttack:
         u = torch.zeros_like(self.base, requires_grad=True)                     # [1, 3, h, w] perceptual units
         if s.optimiser == "adam":
             optimiser = Adam([u], lr=s.lr)
-        elif s.optimiser == "gradient":
+        else:                                                                   # "gradient"
             optimiser = NormalisedGradient([u], lr=s.lr, momentum=s.momentum)
-        else:
-            raise InputError(f"unknown optimiser {s.optimiser!r}; choose adam or gradient")
         if unattacked is None:
             unattacked = self.verify(self.photo)
         smallest_margin = min(self.margin(t.recognizer) for t in self.targets)

@@ -123,11 +123,14 @@ def real_jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 
 def jpeg_straight_through(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """Real libjpeg output forward, `jpeg_approx`'s gradient backward. x [B, 3, H, W] in [0, 1]."""
-    approx = jpeg_approx(x, quality)
+    """Real libjpeg output forward, `jpeg_approx`'s gradient backward (not computed when no gradient
+    is wanted). x [B, 3, H, W] in [0, 1]."""
     real = torch.stack([
         torch.from_numpy(real_jpeg(to_uint8(img), quality)).permute(2, 0, 1) for img in x
     ]).to(x.dtype).div(255.0)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return real                      # no gradient wanted: the approximation is not needed
+    approx = jpeg_approx(x, quality)
     return approx + (real - approx).detach()
 
 

@@ -168,3 +168,39 @@ def test_refine_reshapes_the_change_to_a_smaller_budget_that_still_works(judge):
     small = reference_recompress(out)
     assert judge.distance(small, b) < 0.6 and judge.distance(small, a) >= 0.6
     assert rep["changed_outside_parsed_classes"] == 0
+
+
+def test_working_gradient_keeps_the_photos_margins_and_points_the_same_way():
+    """gradient "working" (straight through) reads the same sampled margins as the photo's own path
+    ("exact": upsampled to the photo, resized, real JPEG) and its gradient, taken through the working
+    copy's aligned chips, points the way the exact one does (megapixel astronaut as Biden, dlib)."""
+    import torch
+
+    from idface.conceal.goals import Reference
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings, make_targets
+    from idface.conceal.regions import erosion_pixels
+    from idface.conceal.score import embed_photo_array
+    from idface.identity.registry import get_recognizer
+    from idface.testing.megapixel import megapixel_faces
+
+    photos = megapixel_faces(["astronaut.png", "biden.jpg"])
+    a, b = photos["astronaut.png"][0], photos["biden.jpg"][0]
+    rec = get_recognizer("dlib-resnet")
+    det = detect_faces(a)
+    face = det.chosen
+    reference = Reference(embed_photo_array(rec, a, detection=det)[0], embed_photo_array(rec, b)[0], [])
+    targets = make_targets(a, face, [rec], {rec.name: reference})
+    labels, _ = photo_label_map(a, face)
+    mask = region_mask(labels, parse_regions("face"), erosion_pixels(face.size, 0.015))
+    found = {}
+    for gradient in ("exact", "working"):
+        attack = PhotoAttack(a, face, mask, targets, "impersonate", PhotoAttackSettings(gradient=gradient))
+        assert attack.work_scale < 0.5        # a real working copy: the two paths differ
+        u = (0.5 * torch.randn(attack.base.shape, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+        margins = attack.sampled_margins(u, np.random.default_rng(0))["dlib-resnet"]     # [samples]
+        margins.sum().backward()
+        found[gradient] = (margins.detach(), u.grad.flatten())
+    (m_exact, g_exact), (m_working, g_working) = found["exact"], found["working"]
+    torch.testing.assert_close(m_working, m_exact, atol=1e-5, rtol=0)
+    cosine = float(g_exact @ g_working / (g_exact.norm() * g_working.norm()))
+    assert cosine > 0.7, cosine                # measured 0.84-0.88 over three seeds

@@ -38,6 +38,8 @@ def test_straight_through_jpeg_is_real_forward_with_gradient(crop):
     assert np.array_equal(to_uint8(y[0]), transforms.real_jpeg(crop, 75))
     y.sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    with torch.no_grad():                    # no gradient wanted: the same real output
+        assert np.array_equal(to_uint8(transforms.jpeg_straight_through(x, 75)[0]), transforms.real_jpeg(crop, 75))
 
 
 def test_recompress_halves_and_matches_pillow(faces_dir):
@@ -179,6 +181,10 @@ def test_settings_are_typed_and_unknown_fields_are_refused():
         mode_settings("photo", {"max_chnage": 3})
     with pytest.raises(InputError, match="PhotoAttackSettings"):
         mode_settings("photo", typed)
+    # choices are checked when the settings are made, before any photo is decoded
+    for name, value in (("gradient", "photo"), ("forward", "exact"), ("optimiser", "sgd")):
+        with pytest.raises(InputError, match=f"unknown {name} '{value}'"):
+            mode_settings("photo", {name: value})
 
 
 def _verdicts(margin: float) -> dict:
