@@ -274,6 +274,12 @@ def test_budget_holds_the_p99_limit_and_psnr_floor_until_their_level():
     assert attack.level_needed({"psnr": 41.0, "ciede2000_mean": 0.9, "ciede2000_p99": 3.3}) == pytest.approx(2.75)
     assert attack.level_needed({"psnr": 39.0, "ciede2000_mean": 0.9, "ciede2000_p99": 2.0}) == pytest.approx(
         2.5 * 10 ** (1 / 20))
+    # how far over its limit the furthest number is (the candidate is scaled by it to fit)
+    assert attack.overshoot({"psnr": 41.0, "ciede2000_mean": 1.2, "ciede2000_p99": 2.4}, 1.0) == pytest.approx(1.2)
+    assert attack.overshoot({"psnr": 38.0, "ciede2000_mean": 0.5, "ciede2000_p99": 2.4}, 1.0) == pytest.approx(
+        10 ** (2 / 20))
+    assert attack.overshoot({"psnr": 41.0, "ciede2000_mean": 0.5, "ciede2000_p99": 3.3}, 2.0) == pytest.approx(1.1)
+    assert attack.overshoot({"psnr": 41.0, "ciede2000_mean": 0.9, "ciede2000_p99": 2.7}, 1.0) < 1
     attack.s = PhotoAttackSettings(p99_hold=1.0, psnr_hold=1.0)   # the limits grow with the level at once
     assert attack.p99_level(2.0) == 2.0 and attack.psnr_floor(2.0) == pytest.approx(40.0 - 20 * np.log10(2.0))
 
