@@ -284,6 +284,40 @@ def test_budget_holds_the_p99_limit_and_psnr_floor_until_their_level():
     assert attack.p99_level(2.0) == 2.0 and attack.psnr_floor(2.0) == pytest.approx(40.0 - 20 * np.log10(2.0))
 
 
+def test_shrink_first_scales_a_success_just_over_budget_until_it_fits():
+    """PhotoAttack.shrink tries the least change first: the successful perturbation itself, scaled until
+    it fits the starting budget (a success 3 % over it keeps its shape), before any projection. Only the
+    control flow is exercised here: the "photo" is the perturbation itself, its mean CIEDE2000 that of
+    |u|, and the recognizers accept any change of mean at least 0.95 (a projection that takes 10 % off,
+    as the soft threshold does, then fails). The budget arithmetic (_fit_budget, overshoot) is the real one."""
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
+
+    attack = object.__new__(PhotoAttack)
+    attack.s = PhotoAttackSettings(shrink_tries=4)
+    attack.level = 2.6
+    attack.compose = lambda u: u.clone()
+    attack.budget_numbers = lambda img: {"psnr": 45.0, "ssim_luma": 1.0, "ciede2000_mean": float(img.abs().mean()),
+                                         "ciede2000_p99": 1.0}
+    projected = []
+    attack._limit = lambda u, level: (projected.append(level), u.mul_(0.9))
+    verdict = lambda ok: {"raw": {"success_with_margin": ok}, "recompressed": {"success_with_margin": ok}}  # noqa: E731
+    needs = {"mean": 0.95}
+    attack.verify = lambda img: {"dlib-resnet": verdict(float(img.abs().mean()) >= needs["mean"])}
+    u = torch.full((1, 3, 4, 4), 1.03)
+    image, verified, level, tries = attack.shrink(u, attack.compose(u), attack.s.shrink_tries)
+    assert level == 1.0 and tries == 1 and projected == []            # scaled, not projected, and it held
+    assert 0.95 <= float(image.mean()) <= 1.0
+    assert attack.level == 1.0
+    # a success that needs more than the starting budget: scaled and projected onto it, both fail; then
+    # projections down from the level reached, each smaller level kept while it holds
+    needs["mean"], attack.level = 1.2, 2.6
+    u = torch.full((1, 3, 4, 4), 1.5)
+    image, verified, level, tries = attack.shrink(u, attack.compose(u), 4)
+    assert projected == pytest.approx([1.0, 2.6 / 1.15, 2.6 / 1.15 ** 2]) and tries == 4
+    assert level == pytest.approx(2.6 / 1.15 ** 2) and attack.level == level
+    assert float(image.mean()) == pytest.approx(1.35)
+
+
 def test_the_mean_limit_can_be_held_like_the_others():
     from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
 
