@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from idface.conceal.goals import Reference, goal_margin, read_verdict, wanted_margin
+from idface.conceal.goals import Reference, goal_margin, read_verdict, wanted_margin, worse
 from idface.conceal.search import search
-from idface.conceal.transforms import jpeg_straight_through, recompress
+from idface.conceal.transforms import jpeg_straight_through, recompressions
 from idface.errors import InputError
 from idface.metrics import psnr, ssim_luma, ssim_luma_torch
 from idface.optim import Adam
@@ -78,13 +78,13 @@ def frame_embedding(recognizer, image: np.ndarray) -> np.ndarray:
 def verify_frame(image: np.ndarray, recognizers: list, references: dict[str, Reference], goal: str,
                  margin_of: Callable) -> dict:
     """recognizer -> {"raw": verdict, "recompressed": verdict} for a generator-frame uint8 image."""
-    small = recompress(image)
     out = {}
+    smalls = list(recompressions(image))           # two ways (RECOMPRESS_RESIZERS): the worse verdict counts
     for rec in recognizers:
-        out[rec.name] = {
-            key: read_verdict(rec, frame_embedding(rec, img), references[rec.name], goal, margin_of(rec))
-            for key, img in (("raw", image), ("recompressed", small))
-        }
+        read = lambda img: read_verdict(rec, frame_embedding(rec, img), references[rec.name], goal, margin_of(rec))  # noqa: E731
+        out[rec.name] = {"raw": read(image), "recompressed": None}
+        for small in smalls:
+            out[rec.name]["recompressed"] = worse(out[rec.name]["recompressed"], read(small))
     return out
 
 

@@ -117,6 +117,12 @@ def read_verdict(recognizer, embedding: np.ndarray, ref: Reference, goal: str, m
     return out
 
 
+def worse(a: dict | None, b: dict) -> dict:
+    """Of two verdict blocks for the same image made two ways (read_verdict), the one with the smaller
+    goal margin (a: None for the first)."""
+    return b if a is None or b["goal_margin"] < a["goal_margin"] else a
+
+
 _CONDITION_WORDS = {  # condition -> (held, not held)
     "reads_target": ("reads B", "does not read B"),
     "no_longer_reads_source": ("no longer reads A", "still reads A"),
