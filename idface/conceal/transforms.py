@@ -159,9 +159,8 @@ def recompress(rgb: np.ndarray, quality: int = RECOMPRESS_QUALITY, scale: float 
                resizer: str = "area") -> np.ndarray:
     """What a shared photo becomes: resized by `scale` ("area" or "box"), then JPEG at `quality` (uint8 in
     and out)."""
-    if scale == 1:
-        return real_jpeg(np.asarray(rgb, dtype=np.uint8), quality)
-    small = resize_area(rgb, scale) if resizer == "area" else resize_box(rgb, scale)
+    resize = resize_area if resizer == "area" else resize_box
+    small = resize(rgb, scale) if scale != 1 else np.asarray(rgb, dtype=np.uint8)
     return real_jpeg(small, quality)
 
 
