@@ -33,6 +33,7 @@ from idface.errors import UnavailableError
 SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11
 SSIM_TRUNCATE = 3.5  # 1.5 * 3.5 = 5.25 -> an 11 x 11 window, as in the reference implementation
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # px each side of the window's centre (scipy's rounding)
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 LUMA = np.array([0.299, 0.587, 0.114])  # BT.601 Y
 
@@ -97,13 +98,16 @@ def ssim_rgb(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0) ->
 
 def ssim_luma(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM on luminance between two uint8 images [H, W, 3] (or [H, W])."""
-    from scipy.ndimage import gaussian_filter
+    import cv2
 
     luma = lambda v: np.asarray(v, np.float64) @ LUMA if np.ndim(v) == 3 else np.asarray(v, np.float64)  # noqa: E731
     x, y = luma(a), luma(b)
     if x.shape != y.shape:
         raise ValueError(f"ssim: shapes differ {x.shape} vs {y.shape}")
-    blur = lambda v: gaussian_filter(v, SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")  # noqa: E731
+    g = _gaussian_1d(SSIM_RADIUS, dtype=torch.float64).numpy()
+    # separable, in float64, mirrored at the border (OpenCV's BORDER_REFLECT is scipy.ndimage's "reflect":
+    # the same numbers as gaussian_filter(sigma 1.5, truncate 3.5) in 60 % of its time)
+    blur = lambda v: cv2.sepFilter2D(v, cv2.CV_64F, g, g, borderType=cv2.BORDER_REFLECT)  # noqa: E731
     mx, my = blur(x), blur(y)
     smap = _ssim_map(mx, my, blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my, 255.0)
     return float(smap.mean())
@@ -113,7 +117,7 @@ def ssim_luma_torch(a: torch.Tensor, b: torch.Tensor, reduce: bool = True) -> to
     """Differentiable ssim_luma: a, b [B, 3, H, W] in [0, 1] -> [B] (or maps [B, 1, H, W])."""
     luma = torch.as_tensor(LUMA, dtype=a.dtype, device=a.device).view(1, 3, 1, 1)
     x, y = (a * luma).sum(1, keepdim=True) * 255, (b * luma).sum(1, keepdim=True) * 255
-    g = _gaussian_1d(int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5), a.device, a.dtype)
+    g = _gaussian_1d(SSIM_RADIUS, a.device, a.dtype)
     r = g.numel() // 2
 
     def blur(v):

@@ -86,7 +86,7 @@ from idface.faces.align import apply_affine, estimate_transform, get_template, i
 from idface.faces.detect import MIN_FACE_SIZE, detect_faces
 from idface.optim import Adam, NormalisedGradient
 from idface.tensors import gaussian_blur as _blur
-from idface.metrics import LUMA, ciede2000, ciede2000_basis, mse_for_psnr, psnr, srgb_to_lab, ssim_luma
+from idface.metrics import LUMA, SSIM_RADIUS, ciede2000, ciede2000_basis, mse_for_psnr, srgb_to_lab, ssim_luma
 
 JPEG_GRID = 16  # MCU size with 4:2:0 chroma subsampling
 SHRINK_STEP = 1.15  # PhotoAttack.shrink: budget level ratio between the levels it tries below the one reached
@@ -353,6 +353,18 @@ class PhotoAttack:
         pad = int(round(0.06 * max(face.size, 32)))
         self.box = _window(self.mask, corners, (h, w), pad)
         y0, y1, x0, x1 = self.box
+        # where compose() may change the photo (the mask's bounding box) and the SSIM map may differ
+        # from 1: that box grown by two SSIM radii (every pixel whose window reaches a change sees it
+        # unreflected there, so the crop's map is the whole photo's; budget_numbers)
+        ys, xs = np.nonzero(self.mask)
+        r = 2 * SSIM_RADIUS
+        self.changed_box = (max(0, int(ys.min()) - r), min(h, int(ys.max()) + 1 + r),
+                            max(0, int(xs.min()) - r), min(w, int(xs.max()) + 1 + r))
+        ys, xs = np.nonzero(self.measure_mask)
+        self.measure_box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1) if ys.size else (0, 0, 0, 0)
+        my0, my1, mx0, mx1 = self.measure_box
+        self._measure_crop = self.measure_mask[my0:my1, mx0:mx1]                         # [h, w] bool
+        self._measured_before = self.photo[my0:my1, mx0:mx1][self._measure_crop]          # [N, 3] uint8
         self.total_values = h * w * 3
         self.total_pixels = h * w
         # the photo's window, full resolution
@@ -481,22 +493,27 @@ class PhotoAttack:
             return dict(self._numbers[key])
         if len(self._numbers) >= 8:
             self._numbers.clear()
-        y0, y1, x0, x1 = self.box
-        win_ssim = ssim_luma(self.photo[y0:y1, x0:x1], image[y0:y1, x0:x1])
-        # outside the window nothing changed: the SSIM map is 1 there
-        whole_ssim = 1 - (1 - win_ssim) * (y1 - y0) * (x1 - x0) / self.total_pixels
+        # the whole photo's numbers, computed where compose() can change it (changed_box): outside,
+        # the squared error is 0 and the SSIM map exactly 1
+        y0, y1, x0, x1 = self.changed_box
+        before, after = self.photo[y0:y1, x0:x1], image[y0:y1, x0:x1]
+        crop_ssim = ssim_luma(before, after)
+        whole_ssim = 1 - (1 - crop_ssim) * (y1 - y0) * (x1 - x0) / self.total_pixels
+        diff = after.astype(np.int32) - before                                          # [h, w, 3]
+        squared = int(np.einsum("ijk,ijk->", diff, diff, dtype=np.int64))                # exact
+        whole_psnr = math.inf if squared == 0 else 10.0 * math.log10(255.0 ** 2 * self.total_values / squared)
         # in float32 (a quarter of float64's time on a megapixel face; the differences are 1e-5 of a unit)
-        m = self.measure_mask
         if self._measured_lab is None:
-            self._measured_lab = srgb_to_lab(torch.from_numpy(self.photo[m]).float() / 255)   # [N, 3]
-        after = image[m]                                                                  # [N, 3] uint8
-        changed = torch.from_numpy(np.any(after != self.photo[m], axis=-1))               # [N]
+            self._measured_lab = srgb_to_lab(torch.from_numpy(self._measured_before).float() / 255)   # [N, 3]
+        my0, my1, mx0, mx1 = self.measure_box
+        after = image[my0:my1, mx0:mx1][self._measure_crop]                              # [N, 3] uint8
+        changed = torch.from_numpy(np.any(after != self._measured_before, axis=-1))       # [N]
         de = torch.zeros(changed.shape, dtype=torch.float32)                             # unchanged: 0
         if bool(changed.any()):
             de[changed] = ciede2000(self._measured_lab[changed],
                                     srgb_to_lab(torch.from_numpy(after[changed.numpy()]).float() / 255))
         de = de.double().numpy()
-        numbers = {"psnr": psnr(self.photo, image), "ssim_luma": whole_ssim,
+        numbers = {"psnr": whole_psnr, "ssim_luma": whole_ssim,
                    "ciede2000_mean": float(de.mean()), "ciede2000_p99": float(np.percentile(de, 99))}
         self._numbers[key] = numbers
         return dict(numbers)

@@ -170,14 +170,12 @@ def test_refine_reshapes_the_change_to_a_smaller_budget_that_still_works(judge):
     assert rep["changed_outside_parsed_classes"] == 0
 
 
-def test_working_gradient_keeps_the_photos_margins_and_points_the_same_way():
-    """gradient "working" (straight through) reads the same sampled margins as the photo's own path
-    ("exact": upsampled to the photo, resized, real JPEG) and its gradient, taken through the working
-    copy's aligned chips, points the way the exact one does (megapixel astronaut as Biden, dlib)."""
-    import torch
-
+@pytest.fixture(scope="module")
+def megapixel_attack_parts():
+    """What a PhotoAttack of the megapixel astronaut as Biden (dlib, face regions) is made of:
+    (photo, face, region mask, targets)."""
     from idface.conceal.goals import Reference
-    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings, make_targets
+    from idface.conceal.photo import make_targets
     from idface.conceal.regions import erosion_pixels
     from idface.conceal.score import embed_photo_array
     from idface.identity.registry import get_recognizer
@@ -192,6 +190,18 @@ def test_working_gradient_keeps_the_photos_margins_and_points_the_same_way():
     targets = make_targets(a, face, [rec], {rec.name: reference})
     labels, _ = photo_label_map(a, face)
     mask = region_mask(labels, parse_regions("face"), erosion_pixels(face.size, 0.015))
+    return a, face, mask, targets
+
+
+def test_working_gradient_keeps_the_photos_margins_and_points_the_same_way(megapixel_attack_parts):
+    """gradient "working" (straight through) reads the same sampled margins as the photo's own path
+    ("exact": upsampled to the photo, resized, real JPEG) and its gradient, taken through the working
+    copy's aligned chips, points the way the exact one does (megapixel astronaut as Biden, dlib)."""
+    import torch
+
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
+
+    a, face, mask, targets = megapixel_attack_parts
     found = {}
     for gradient in ("exact", "working"):
         attack = PhotoAttack(a, face, mask, targets, "impersonate", PhotoAttackSettings(gradient=gradient))
@@ -204,3 +214,28 @@ def test_working_gradient_keeps_the_photos_margins_and_points_the_same_way():
     torch.testing.assert_close(m_working, m_exact, atol=1e-5, rtol=0)
     cosine = float(g_exact @ g_working / (g_exact.norm() * g_working.norm()))
     assert cosine > 0.7, cosine                # measured 0.84-0.88 over three seeds
+
+
+def test_budget_numbers_are_the_whole_photos(megapixel_attack_parts):
+    """The budget's numbers, computed only where compose() can change the photo, are the whole
+    photo's: PSNR and SSIM against independent code on the whole image, CIEDE2000 over the measured
+    pixels against the metric itself."""
+    import torch
+
+    from idface import metrics
+    from idface.conceal.photo import PhotoAttack
+
+    a, face, mask, targets = megapixel_attack_parts
+    attack = PhotoAttack(a, face, mask, targets, "impersonate")
+    u = 1.5 * torch.randn(attack.base.shape, generator=torch.Generator().manual_seed(0))
+    image = attack.compose(u)
+    numbers = attack.budget_numbers(image)
+    assert numbers["psnr"] == pytest.approx(reference_psnr(a, image), abs=1e-9)
+    assert numbers["ssim_luma"] == pytest.approx(metrics.ssim_luma(a, image), abs=1e-12)
+    assert numbers["ssim_luma"] == pytest.approx(reference_ssim(a, image), abs=2e-3)
+    m = attack.measure_mask
+    de = metrics.ciede2000(metrics.srgb_to_lab(a[m] / 255.0), metrics.srgb_to_lab(image[m] / 255.0))
+    assert numbers["ciede2000_mean"] == pytest.approx(float(de.mean()), rel=1e-4)
+    assert numbers["ciede2000_p99"] == pytest.approx(float(np.percentile(de, 99)), rel=1e-3)
+    assert 0 < numbers["ciede2000_mean"] and numbers["psnr"] < 60      # a real change was measured
+
