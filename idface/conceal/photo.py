@@ -92,6 +92,9 @@ JPEG_GRID = 16  # MCU size with 4:2:0 chroma subsampling
 SHRINK_STEP = 1.15  # PhotoAttack.shrink: budget level ratio between the levels it tries below the one reached
 
 
+PSNR_MARGIN_DB = 0.3    # the projection aims this far above the PSNR floor (the uint8 result is then fitted)
+
+
 @dataclass
 class PhotoAttackSettings:
     # the budget, every part checked on the uint8 result before it is verified (and by construction
@@ -145,6 +148,13 @@ class PhotoAttackSettings:
     # as many within all three limits (49 against 48, not the same ones), found in fewer steps (median 22
     # against 24) with a smaller change (median mean CIEDE2000 0.90 against 0.91; p99 2.82 against 2.75)
     projection_share: float = 1.0
+    # how the projection meets the mean and the PSNR floor (PhotoAttack._limit): "joint" (the Euclidean
+    # projection onto both at once) or "separate" (the mean's soft threshold, then one scale for the PSNR,
+    # which left the mean under its limit whenever the PSNR bound). Held-out impersonations within all
+    # three limits: 52 of 56 against 47 (median wall 7.9 against 8.5 s; the four misses are now held by
+    # the p99, 3.1-3.5); megapixel 19 of 24 either way (Hopper's five). Aiming the cap at 95 % of the p99
+    # limit: 52 again, not the same ones
+    budget_projection: str = "joint"
     texture_low: float = 0.25            # ... down to this fraction of the typical limit on the smoothest skin
     # invisible first: the budget above holds for the first `escalate_after` steps; when the goal is
     # not reached by then, the CIEDE2000 limits grow (and the PSNR floor falls by as many dB) by up
@@ -201,6 +211,7 @@ class PhotoAttackSettings:
 
     def __post_init__(self):
         for name, choices in (("forward", ("photo", "working")), ("gradient", ("exact", "working")),
+                              ("budget_projection", ("joint", "separate")),
                               ("optimiser", ("adam", "gradient"))):
             if getattr(self, name) not in choices:
                 raise InputError(f"unknown {name} {getattr(self, name)!r}; choose {' or '.join(choices)}")
@@ -325,8 +336,8 @@ class PhotoAttack:
     basis^-1 u x the feathered mask; the photo's own change is u upsampled (bilinear) to the photo,
     through the photo's own basis, x the photo's feathered mask. After every step u is (optionally) blurred,
     each pixel's |u| is clipped to its limit (texture-aware, at most the 99th-percentile budget),
-    the mean is brought within budget by soft-thresholding every |u| by one amount (the Euclidean
-    projection onto that set), and the whole photo's PSNR by one scale."""
+    and the mean and the whole photo's PSNR are met together (about the Euclidean projection onto both:
+    every |u| soft-thresholded by one amount and divided by 1 + mu x its pixel's RGB cost, _limit)."""
 
     def __init__(self, photo: np.ndarray, face, mask: np.ndarray, targets: list[Target], goal: str,
                  settings: PhotoAttackSettings | None = None, measure_mask: np.ndarray | None = None):
@@ -441,31 +452,66 @@ class PhotoAttack:
             self._limit(u, self.level)
 
     def _limit(self, u: torch.Tensor, level: float) -> None:
-        """In place, no gradient: |u| per pixel within its limit and the budget's mean at `level`
-        (Euclidean projection: soft threshold), then the whole photo's PSNR (one scale)."""
+        """In place, no gradient: the budget at `level`. Each pixel's |u| within its limit and the
+        budget's mean (soft threshold by one amount), and the whole photo's PSNR: `budget_projection`
+        "joint" solves for both at once (|u| -> min(cap, (|u| - threshold) / (1 + mu x that pixel's
+        squared RGB change per unit)): the Euclidean projection onto the two where the feather weight is 1
+        (the threshold is one amount everywhere, as the mean's alone was); "separate" thresholds for
+        the mean, then scales the whole change for the PSNR (the mean then ends under its limit)."""
         s = self.s
         with torch.no_grad():
             u.mul_(self.inside)
             norm = u.norm(dim=1, keepdim=True)[0, 0]                                  # [h, w]
-            w = self.weight[0, 0]
+            inside = self.inside
             cap = (self.limit * level).clamp(max=s.projection_share * self.hard_cap * self.p99_level(level))
-            new = torch.minimum(norm, cap)
+            n_in = norm[inside].double().numpy()                                      # [N]
+            w_in = self.weight[0, 0][inside].double().numpy()
+            cap_in = cap[inside].double().numpy()
+            # the whole photo's sum of squared RGB changes ([0, 1] units) the PSNR floor allows, and
+            # each pixel's share of it per unit of |u|
+            limit = mse_for_psnr(self.psnr_floor(level) + PSNR_MARGIN_DB) / 255.0 ** 2 * self.total_values
+            rgb = (self.delta_work(u) ** 2).sum(1)[0][inside].double().numpy()           # [N]
+            cost = np.where(n_in > 0, rgb / np.maximum(n_in, 1e-12) ** 2, 0.0) * self.pixels_per_work
+            allowed = None
             if s.max_ciede2000_mean is not None:
                 # mean over the measured pixels of the photo's CIEDE2000 ~ sum(w |u|) x pixels per working pixel
                 allowed = s.projection_share * s.max_ciede2000_mean * self.mean_level(level) * self.measured_pixels / self.pixels_per_work
-                if float((w * new).sum()) > allowed:
-                    inside = self.inside
-                    n_in, w_in, c_in = norm[inside], w[inside], cap[inside]
-                    lo, hi = 0.0, float(n_in.max())
-                    for _ in range(20):
-                        tau = (lo + hi) / 2
-                        if float((w_in * (n_in - tau).clamp(min=0).minimum(c_in)).sum()) > allowed:
-                            lo = tau
-                        else:
-                            hi = tau
-                    new = (norm - hi).clamp(min=0).minimum(cap)
+
+            def shrunk(threshold: float, mu: float) -> np.ndarray:
+                return np.minimum(np.maximum(n_in - threshold, 0.0) / (1.0 + mu * cost), cap_in)
+
+            def threshold_for(mu: float) -> float:
+                """The smallest soft threshold that brings the mean within `allowed` (bisection)."""
+                if allowed is None or float(w_in @ shrunk(0.0, mu)) <= allowed:
+                    return 0.0
+                lo, hi = 0.0, float(n_in.max())
+                for _ in range(20):
+                    mid = (lo + hi) / 2
+                    if float(w_in @ shrunk(mid, mu)) > allowed:
+                        lo = mid
+                    else:
+                        hi = mid
+                return hi
+
+            new_in = shrunk(threshold_for(0.0), 0.0)
+            if s.budget_projection == "joint" and n_in.size and float(cost @ (new_in * new_in)) > limit:
+                # the smallest mu whose projection meets the PSNR floor (geometric bisection)
+                lo, hi = 0.0, 1.0 / max(float(np.median(cost[cost > 0])) if (cost > 0).any() else 1.0, 1e-12)
+                for _ in range(40):
+                    new_in = shrunk(threshold_for(hi), hi)
+                    if float(cost @ (new_in * new_in)) <= limit:
+                        break
+                    lo, hi = hi, hi * 4
+                for _ in range(14):
+                    mid = math.sqrt(lo * hi) if lo > 0 else hi / 4
+                    candidate = shrunk(threshold_for(mid), mid)
+                    if float(cost @ (candidate * candidate)) <= limit:
+                        hi, new_in = mid, candidate
+                    else:
+                        lo = mid
+            new = torch.zeros_like(norm)
+            new[inside] = torch.from_numpy(new_in).float()
             u.mul_((new / norm.clamp_min(1e-12))[None, None])
-            limit = mse_for_psnr(self.psnr_floor(level) + 0.3) / 255.0 ** 2 * self.total_values    # sum of squares
             total = float((self.delta_work(u) ** 2).sum()) * self.pixels_per_work
             if total > limit:
                 u.mul_(math.sqrt(limit / total))

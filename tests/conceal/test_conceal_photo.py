@@ -239,3 +239,42 @@ def test_budget_numbers_are_the_whole_photos(megapixel_attack_parts):
     assert numbers["ciede2000_p99"] == pytest.approx(float(np.percentile(de, 99)), rel=1e-3)
     assert 0 < numbers["ciede2000_mean"] and numbers["psnr"] < 60      # a real change was measured
 
+
+def test_projection_meets_the_mean_and_the_psnr_floor_together(megapixel_attack_parts):
+    """budget_projection "joint" is the Euclidean projection onto the mean limit and the PSNR floor
+    at once: both end at their limits where "separate" (the mean's threshold, then one scale for the
+    PSNR) leaves the mean under its own, it keeps u closer, and projecting again changes nothing
+    (a 45 dB floor, so that it binds on this photo, where the face fills part of it)."""
+    import math
+
+    import torch
+
+    from idface.conceal.photo import PSNR_MARGIN_DB, PhotoAttack, PhotoAttackSettings
+    from idface.metrics import mse_for_psnr
+    from idface.tensors import gaussian_blur
+
+    a, face, mask, targets = megapixel_attack_parts
+    noise = torch.randn((1, 3, *PhotoAttack(a, face, mask, targets, "impersonate").base.shape[-2:]),
+                        generator=torch.Generator().manual_seed(1))
+    u0 = 4.0 * gaussian_blur(noise, 2.0) / gaussian_blur(noise, 2.0).std()     # far over both limits
+
+    def estimated(attack, u):
+        """(mean CIEDE2000 / its limit, sum of squared RGB changes / the PSNR floor's) as _limit estimates them."""
+        mean = float((attack.weight[0, 0] * u.norm(dim=1)[0]).sum()) * attack.pixels_per_work / attack.measured_pixels
+        squared = float((attack.delta_work(u) ** 2).sum()) * attack.pixels_per_work
+        floor = mse_for_psnr(attack.s.min_psnr + PSNR_MARGIN_DB) / 255.0 ** 2 * attack.total_values
+        return mean / attack.s.max_ciede2000_mean, squared / floor
+
+    found = {}
+    for how in ("separate", "joint"):
+        attack = PhotoAttack(a, face, mask, targets, "impersonate", PhotoAttackSettings(budget_projection=how, min_psnr=45.0))
+        u = u0.clone()
+        attack._limit(u, 1.0)
+        found[how] = (u, estimated(attack, u), float((u - u0).norm()))
+        again = u.clone()
+        attack._limit(again, 1.0)
+        torch.testing.assert_close(again, u, atol=1e-4, rtol=1e-4)
+    (_, (mean_s, sq_s), dist_s), (_, (mean_j, sq_j), dist_j) = found["separate"], found["joint"]
+    assert sq_s == pytest.approx(1.0, abs=1e-3) and mean_s < 0.95         # the PSNR bound; the mean was left over
+    assert sq_j == pytest.approx(1.0, abs=1e-3) and mean_j == pytest.approx(1.0, abs=0.01)
+    assert dist_j < dist_s and math.isfinite(dist_j)
