@@ -38,8 +38,8 @@ cost: the photo-sized backward was two thirds of a step (`gradient` "exact" take
 JPEG approximation's gradient). The budget is enforced by
 construction, a projection after every step: each pixel's CIEDE2000 at most `projection_share` x
 `max_ciede2000_p99` (and its texture limit), the mean over the face at most `projection_share` x
-`max_ciede2000_mean` (soft threshold),
-the whole photo's PSNR at least `min_psnr` (one scale); and checked on every uint8 candidate with
+`max_ciede2000_mean` and the whole photo's PSNR at least `min_psnr`, both at once (a soft threshold
+and a per-pixel division by each pixel's RGB cost, `budget_projection`); and checked on every uint8 candidate with
 the real CIEDE2000, PSNR and SSIM (shrunk until it fits, never returned over budget).
 
 Invisible first: that budget holds for the first `escalate_after` steps; while the goal is not
