@@ -331,6 +331,39 @@ def test_shrink_first_scales_a_success_just_over_budget_until_it_fits():
     assert float(image.mean()) == pytest.approx(1.35)
 
 
+def test_shrink_clips_the_largest_changes_when_the_p99_alone_is_over():
+    """A success over the starting budget by its 99th percentile alone (mean and PSNR within) is
+    first clipped at its largest changes, the rest kept as they are: here one pixel of 16 carries
+    the p99, and the recognizers (stub: the summed change) accept the clipped change but not the
+    whole one scaled down to fit. The "photo" is the perturbation itself, as in the test above."""
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
+
+    attack = object.__new__(PhotoAttack)
+    attack.s = PhotoAttackSettings(shrink_tries=4)
+    attack.level = 2.6
+    attack.weight = torch.ones(1, 1, 4, 4)
+    attack.compose = lambda u: u.clone()
+    norms = lambda img: img.norm(dim=1)[0]  # noqa: E731
+    attack.budget_numbers = lambda img: {"psnr": 45.0, "ssim_luma": 1.0, "ciede2000_mean": float(norms(img).mean()),
+                                         "ciede2000_p99": float(norms(img).max())}
+    projected = []
+    attack._limit = lambda u, level: (projected.append(level), u.mul_(0.9))
+    verdict = lambda ok: {"raw": {"success_with_margin": ok}, "recompressed": {"success_with_margin": ok}}  # noqa: E731
+    attack.verify = lambda img: {"dlib-resnet": verdict(float(norms(img).sum()) >= 10.4)}
+    u = torch.zeros(1, 3, 4, 4)
+    u[0, 0] = 0.5
+    u[0, 0, 2, 1] = 3.3                        # p99 3.3 over its 3; mean 0.68 within
+    image, verified, level, tries = attack.shrink(u, attack.compose(u), 4)
+    assert level == 1.0 and tries == 1 and projected == []
+    out = norms(image)
+    assert float(out[2, 1]) == pytest.approx(3.0 * 0.99) and float(out.max()) <= 3.0
+    assert torch.equal(out[out < 1], torch.full((15,), 0.5))        # the rest as it was
+    # without the clip the scaled try alone loses the verdict, and the projections follow
+    attack.s = PhotoAttackSettings(shrink_tries=4, shrink_clip_p99=False)
+    attack.level = 2.6
+    assert attack.shrink(u, attack.compose(u), 4) is None
+
+
 def test_the_mean_limit_can_be_held_like_the_others():
     from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
 
