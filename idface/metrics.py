@@ -31,9 +31,8 @@ from idface import weights
 from idface.errors import UnavailableError
 
 SSIM_SIGMA = 1.5
-SSIM_WINDOW = 11
 SSIM_TRUNCATE = 3.5  # 1.5 * 3.5 = 5.25 -> an 11 x 11 window, as in the reference implementation
-SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # px each side of the window's centre (scipy's rounding)
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # px each side of the window's centre (scipy's rounding): 5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 LUMA = np.array([0.299, 0.587, 0.114])  # BT.601 Y
 
@@ -56,7 +55,11 @@ def psnr(a, b, data_range: float = 255.0, min_mse: float = 0.0, region=None):
     sq = (a64 - b64) ** 2
     if region is not None and np.any(region):
         sq = (sq.mean(-1) if sq.ndim == 3 else sq)[np.asarray(region, bool)]
-    mse = float(np.mean(sq))
+    return psnr_of_mse(float(np.mean(sq)), data_range)
+
+
+def psnr_of_mse(mse: float, data_range: float = 255.0) -> float:
+    """PSNR in dB of a mean squared error (inf for 0; the inverse of mse_for_psnr)."""
     return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)
 
 
@@ -84,7 +87,7 @@ def ssim_rgb(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0) ->
     """Per-image SSIM [B]: per channel over the 'valid' region, averaged over channels and positions."""
     x, y = fake.float(), real.float()
     c = x.shape[1]
-    g = _gaussian_1d(SSIM_WINDOW // 2, x.device)
+    g = _gaussian_1d(SSIM_RADIUS, x.device)
     kh = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
     kw = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
 
