@@ -4,7 +4,8 @@
 - ssim_rgb(fake, real): Wang et al. 2004 per RGB channel over the 'valid' region, Gaussian window
   11 / sigma 1.5, K1 0.01, K2 0.03; torch [B, 3, H, W] in [0, data_range] -> [B]. Evaluation's SSIM.
 - ssim_luma(a, b): the same formula on luminance (BT.601 Y) with a reflect-padded window (sigma 1.5
-  truncated at 11 x 11) over the whole image; uint8 numpy -> float. Concealment's SSIM.
+  truncated at 11 x 11) over the whole image; uint8 numpy -> float. Concealment's SSIM. ssim_luma_map(a, b):
+  its map [H, W], to average over one region (the benchmark's structural change on skin).
 - ssim_luma_torch(a, b): ssim_luma, differentiable, [B, 3, H, W] in [0, 1] -> [B] (budgets in optimisers).
 - ciede2000(lab1, lab2): CIE colour difference Delta E 2000 (Sharma, Wu & Dalal 2005), torch or
   numpy [..., 3] CIELAB -> [...]; srgb_to_lab (D65, IEC 61966-2-1); ciede2000_rgb(a, b): uint8 RGB
@@ -101,6 +102,12 @@ def ssim_rgb(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0) ->
 
 def ssim_luma(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM on luminance between two uint8 images [H, W, 3] (or [H, W])."""
+    return float(ssim_luma_map(a, b).mean())
+
+
+def ssim_luma_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM on luminance at every pixel [H, W] (float64) between two uint8 images [H, W, 3] (or [H, W]):
+    averaged over a region, how much of its structure (local contrast and pattern) a change altered."""
     import cv2
 
     luma = lambda v: np.asarray(v, np.float64) @ LUMA if np.ndim(v) == 3 else np.asarray(v, np.float64)  # noqa: E731
@@ -112,8 +119,7 @@ def ssim_luma(a: np.ndarray, b: np.ndarray) -> float:
     # the same numbers as gaussian_filter(sigma 1.5, truncate 3.5) in 60 % of its time)
     blur = lambda v: cv2.sepFilter2D(v, cv2.CV_64F, g, g, borderType=cv2.BORDER_REFLECT)  # noqa: E731
     mx, my = blur(x), blur(y)
-    smap = _ssim_map(mx, my, blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my, 255.0)
-    return float(smap.mean())
+    return _ssim_map(mx, my, blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my, 255.0)
 
 
 def ssim_luma_torch(a: torch.Tensor, b: torch.Tensor, reduce: bool = True) -> torch.Tensor:

@@ -21,8 +21,9 @@ result at 0.6 or more from the original; the Obama photos are dodged with the ot
 photos given as `also` (and dlib checks those too).
 Per recognizer (attacked or transfer), the run's own verdict (raw and re-compressed) is counted too.
 Prints one line per run, then the summary: success rates, PSNR (whole photo and changed region),
-CIEDE2000 inside the changed classes, SSIM, how many runs met the invisible budget (PSNR >= 40 dB,
-CIEDE2000 mean <= 1, p99 <= 3), the success rate against a CIEDE2000 budget (the attack stops at
+CIEDE2000 inside the changed classes, SSIM, the change on the parser's skin class alone (CIEDE2000,
+and SSIM: smooth skin is where a change shows first, and a streaked one alters its structure), how
+many runs met the invisible budget (PSNR >= 40 dB, CIEDE2000 mean <= 1, p99 <= 3), the success rate against a CIEDE2000 budget (the attack stops at
 its first success while its budget grows, so a run's mean CIEDE2000 is about what that photo
 needed), wall time and CPU time per photo and the load average (the machine is shared; CPU time is
 what the run itself used).
@@ -65,6 +66,25 @@ def invisible(record: dict) -> bool:
     face at most 1 on average and 3 at the 99th percentile."""
     return (record["psnr"] >= 40 and record["ciede2000_region_mean"] <= 1
             and record["ciede2000_region_p99"] <= 3)
+
+
+def skin_numbers(before: np.ndarray, after: np.ndarray, label_map: np.ndarray) -> dict:
+    """The change on the parser's skin class alone (cheeks, forehead, chin: the smooth part of the
+    face, where contrast masking hides least and a change shows first): CIEDE2000 mean and 99th
+    percentile, and the SSIM map's mean there (luminance; a mottled or streaked change alters the
+    skin's structure and lowers it, a smooth one of the same CIEDE2000 much less)."""
+    import torch
+
+    from idface.labels import CLASS_INDEX
+    from idface.metrics import ciede2000, srgb_to_lab, ssim_luma_map
+
+    skin = label_map == CLASS_INDEX["skin"]
+    if not skin.any():
+        return {"ciede2000_skin_mean": None, "ciede2000_skin_p99": None, "ssim_luma_skin": None}
+    lab = [srgb_to_lab(torch.from_numpy(x[skin]).float() / 255) for x in (before, after)]
+    de = ciede2000(*lab).double().numpy()
+    return {"ciede2000_skin_mean": round(float(de.mean()), 4), "ciede2000_skin_p99": round(float(np.percentile(de, 99)), 4),
+            "ssim_luma_skin": round(float(ssim_luma_map(before, after)[skin].mean()), 5)}
 
 
 def distance(judge, a, b_desc) -> float | None:
@@ -167,6 +187,7 @@ def main() -> int:
                "ssim_luma": rep["ssim_luma"], "ciede2000_region_mean": rep["ciede2000_region_mean"],
                "ciede2000_region_p99": rep["ciede2000_region_p99"],
                "changed_outside_parsed_classes": rep["changed_outside_parsed_classes"],
+               **skin_numbers(photos[a], out, result.label_map),
                "invisible_budget_met": rep.get("invisible_budget_met"), "budget_level_used": rep.get("budget_level_used"),
                "budget_search": [h for h in result.history if "refined_to_level" in h or "shrunk_to_level" in h],
                "port_success": rep["success"], "port_success_recompressed": rep["success_after_recompression"],
@@ -227,6 +248,11 @@ def main() -> int:
         out["success_both_and_invisible"] = f"{both_and_invisible}/{len(rs)}"
         out["ciede2000_region_mean_median"] = statistics.median(r["ciede2000_region_mean"] for r in rs)
         out["ciede2000_region_p99_median"] = statistics.median(r["ciede2000_region_p99"] for r in rs)
+        skin = [r for r in rs if r.get("ssim_luma_skin") is not None]
+        if skin:   # the change on smooth skin (skin_numbers): where people see it first
+            out["ciede2000_skin_mean_median"] = statistics.median(r["ciede2000_skin_mean"] for r in skin)
+            out["ssim_luma_skin_median"] = statistics.median(r["ssim_luma_skin"] for r in skin)
+            out["ssim_luma_skin_min"] = min(r["ssim_luma_skin"] for r in skin)
         if goal == "dodge":
             extra = [r["dodges_other_photos_of_a"] for r in rs if "dodges_other_photos_of_a" in r]
             if extra:

@@ -278,3 +278,36 @@ def test_projection_meets_the_mean_and_the_psnr_floor_together(megapixel_attack_
     assert sq_s == pytest.approx(1.0, abs=1e-3) and mean_s < 0.95         # the PSNR bound; the mean was left over
     assert sq_j == pytest.approx(1.0, abs=1e-3) and mean_j == pytest.approx(1.0, abs=0.01)
     assert dist_j < dist_s and math.isfinite(dist_j)
+
+
+def test_plain_skin_gets_soft_changes_and_detail_keeps_its_own(megapixel_attack_parts):
+    """smooth_plain: after every step the change is blurred where the photo is plain (its detail's
+    contrast at most the face's median), left as it is where the photo has detail, and not at all with
+    smooth_plain 0 (a change far inside the budget, so that the projection itself changes nothing)."""
+    import torch
+
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
+
+    a, face, mask, targets = megapixel_attack_parts
+    soft = PhotoAttack(a, face, mask, targets, "impersonate", PhotoAttackSettings(smooth_plain=1.0))
+    plain_map = soft.plain[0, 0]                                                   # [h, w] in [0, 1]
+    inside = soft.inside
+    plain, detailed = inside & (plain_map == 1), inside & (plain_map == 0)
+    assert plain.sum() > 0.3 * inside.sum() and detailed.sum() > 0.02 * inside.sum()   # cheeks and features both there
+    noise = torch.randn((1, 3, *soft.base.shape[-2:]), generator=torch.Generator().manual_seed(2))
+    u0 = 0.01 * noise * inside                                                    # far inside every limit
+
+    def roughness(u, where):
+        """Mean squared difference between horizontal neighbours: what a blur takes away."""
+        d = (u[..., :, 1:] - u[..., :, :-1]).pow(2).sum(1)[0]                     # [h, w - 1]
+        return float(d[where[:, 1:] & where[:, :-1]].mean())
+
+    u = u0.clone()
+    soft._project(u)
+    assert roughness(u, plain) < 0.5 * roughness(u0, plain)
+    assert roughness(u, detailed) > 0.9 * roughness(u0, detailed)
+    off = PhotoAttack(a, face, mask, targets, "impersonate", PhotoAttackSettings(smooth_plain=0.0))
+    assert off.plain is None
+    u = u0.clone()
+    off._project(u)
+    torch.testing.assert_close(u, u0)

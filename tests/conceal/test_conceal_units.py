@@ -401,3 +401,32 @@ def test_verification_keeps_the_alignments_it_found_in_the_photos_pixels(faces_d
     inverse = lambda m: np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]   # noqa: E731  template -> photo
     # where the chip's corners land in the photo: a few photo pixels apart at most (face ~300 px)
     assert np.abs(corners @ inverse(halved).T - corners @ inverse(full).T).max() < 6.0
+
+
+def test_texture_allowance_of_the_detail_alone_counts_shading_as_plain():
+    from idface.conceal.photo import texture_allowance
+
+    rng = np.random.default_rng(1)
+    ramp = torch.linspace(0.2, 0.8, 80).view(1, 1, 1, 80).expand(1, 3, 40, 80).clone()   # light falling over a cheek
+    img = ramp.clone()
+    img[..., 40:] += torch.from_numpy(rng.normal(0, 0.03, (1, 3, 40, 40))).float()       # detail on the right half
+    mask = torch.ones(1, 1, 40, 80)
+    plain = texture_allowance(img, mask, low=0.0, high=1e6)
+    detail = texture_allowance(img, mask, low=0.0, high=1e6, detail_sigma=3.0)
+    left, right = (..., slice(8, 32), slice(8, 32)), (..., slice(8, 32), slice(48, 72))
+    # the slope alone has contrast as plain local contrast, almost none as detail
+    assert float(plain[left].mean()) > 0.3 and float(detail[left].mean()) < 0.1 * float(detail[right].mean())
+
+
+def test_ssim_map_averages_to_the_ssim_and_sees_structure_more_than_shading(crop):
+    from idface.metrics import ssim_luma, ssim_luma_map
+
+    base = np.asarray(crop, np.uint8)
+    h, w = base.shape[:2]
+    stripes = np.where((np.arange(w) // 3) % 2 == 0, 4.0, -4.0)[None, :, None]        # fine streaks
+    shading = np.linspace(-4.0, 4.0, w)[None, :, None]                                 # the same range, slowly
+    streaked = np.clip(base + stripes, 0, 255).astype(np.uint8)
+    shaded = np.clip(base + shading, 0, 255).astype(np.uint8)
+    smap = ssim_luma_map(base, streaked)
+    assert smap.shape == (h, w) and float(smap.mean()) == pytest.approx(ssim_luma(base, streaked), abs=1e-12)
+    assert 1 - ssim_luma(base, streaked) > 5 * (1 - ssim_luma(base, shaded))
