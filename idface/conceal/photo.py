@@ -436,8 +436,8 @@ class PhotoAttack:
         # where the change is blurred after every step (smooth_plain): 1 where the detail's contrast is at
         # most the face's median, falling to 0 at twice it [1, 1, h, w]. Only where the working copy is
         # smaller than the photo: a face at most work_face px wide is optimised at the photo's own pixels,
-        # where smooth_sigma already blurs all of the change (and one more pixel there cost the bundled
-        # astronaut, an 88-px face, all five of its impersonations within the budget)
+        # where smooth_sigma already blurs all of the change (one more pixel there took the bundled
+        # astronaut, an 88-px face, as Hopper out of the budget)
         self.plain = None
         if s.smooth_plain > 0 and self.work_scale < 1:
             detail = texture_allowance(self.base, (self.weight > 0).float(), low=0.0, high=math.inf,
