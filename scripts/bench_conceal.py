@@ -23,9 +23,9 @@ Per recognizer (attacked or transfer), the run's own verdict (raw and re-compres
 Prints one line per run, then the summary: success rates, PSNR (whole photo and changed region),
 CIEDE2000 inside the changed classes, SSIM, the change on the parser's skin class alone (CIEDE2000,
 and SSIM: smooth skin is where a change shows first, and a streaked one alters its structure), how
-many runs met the invisible budget (PSNR >= 40 dB, CIEDE2000 mean <= 1, p99 <= 3), the success rate against a CIEDE2000 budget (the attack stops at
-its first success while its budget grows, so a run's mean CIEDE2000 is about what that photo
-needed), wall time and CPU time per photo and the load average (the machine is shared; CPU time is
+many runs met the invisible budget (PSNR >= 40 dB, CIEDE2000 mean <= 1, p99 <= 3), the success
+rate against a CIEDE2000 budget (the attack stops at its first success while its budget grows, so a
+run's mean CIEDE2000 is about what that photo needed), wall time and CPU time per photo and the load average (the machine is shared; CPU time is
 what the run itself used).
 """
 
@@ -73,16 +73,13 @@ def skin_numbers(before: np.ndarray, after: np.ndarray, label_map: np.ndarray) -
     face, where contrast masking hides least and a change shows first): CIEDE2000 mean and 99th
     percentile, and the SSIM map's mean there (luminance; a mottled or streaked change alters the
     skin's structure and lowers it, a smooth one of the same CIEDE2000 much less)."""
-    import torch
-
     from idface.labels import CLASS_INDEX
-    from idface.metrics import ciede2000, srgb_to_lab, ssim_luma_map
+    from idface.metrics import ciede2000_rgb, ssim_luma_map
 
     skin = label_map == CLASS_INDEX["skin"]
     if not skin.any():
         return {"ciede2000_skin_mean": None, "ciede2000_skin_p99": None, "ssim_luma_skin": None}
-    lab = [srgb_to_lab(torch.from_numpy(x[skin]).float() / 255) for x in (before, after)]
-    de = ciede2000(*lab).double().numpy()
+    de = ciede2000_rgb(before[skin], after[skin])                                    # [N]
     return {"ciede2000_skin_mean": round(float(de.mean()), 4), "ciede2000_skin_p99": round(float(np.percentile(de, 99)), 4),
             "ssim_luma_skin": round(float(ssim_luma_map(before, after)[skin].mean()), 5)}
 

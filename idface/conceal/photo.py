@@ -355,10 +355,11 @@ class PhotoAttack:
     components are the lightness, chroma and hue differences CIEDE2000 weighs (idface.metrics.
     ciede2000_basis), so |u| is the CIEDE2000 difference it makes. The RGB change is
     basis^-1 u x the feathered mask; the photo's own change is u upsampled (bilinear) to the photo,
-    through the photo's own basis, x the photo's feathered mask. After every step u is (optionally) blurred,
-    blurred where the photo is plain (smooth_plain), each pixel's |u| is clipped to its limit
-    (texture-aware, at most the 99th-percentile budget), and the mean and the whole photo's PSNR are met together (about the Euclidean projection onto both:
-    every |u| soft-thresholded by one amount and divided by 1 + mu x its pixel's RGB cost, _limit)."""
+    through the photo's own basis, x the photo's feathered mask. After every step u is (optionally)
+    blurred, blurred where the photo is plain (smooth_plain), each pixel's |u| is clipped to its limit
+    (texture-aware, at most the 99th-percentile budget), and the mean and the whole photo's PSNR are
+    met together (about the Euclidean projection onto both: every |u| soft-thresholded by one amount
+    and divided by 1 + mu x its pixel's RGB cost, _limit)."""
 
     def __init__(self, photo: np.ndarray, face, mask: np.ndarray, targets: list[Target], goal: str,
                  settings: PhotoAttackSettings | None = None, measure_mask: np.ndarray | None = None):
