@@ -227,10 +227,13 @@ def conceal_tab(engine: Any = None) -> None:
     """Build the panel inside the current gr.Blocks / gr.Tab context."""
     import gradio as gr
 
+    from idface.conceal.photo import PhotoAttackSettings
     from idface.ui.handlers import example_faces
     from idface.ui.photo_input import photo_input
 
     h = ConcealHandlers(engine)
+    budget = PhotoAttackSettings
+    growth = f"{budget.escalate_to:g}"          # how far the budget may grow
     faces = example_faces()
     available = h.available_recognizers()
     by_name = {f.rsplit("/", 1)[-1]: f for f in faces}
@@ -257,10 +260,11 @@ def conceal_tab(engine: Any = None) -> None:
                                             "codes are optimised with the identity token.")
             attack = gr.CheckboxGroup(available, value=available, label="Recognizers to attack", elem_id="conceal_attack",
                                       info="The others available here are scored too (transfer).")
-            min_psnr = gr.Slider(30, 50, value=40, step=1, label="Budget to start with: PSNR at least (dB)",
+            min_psnr = gr.Slider(30, 50, value=budget.min_psnr, step=1, label="Budget to start with: PSNR at least (dB)",
                                  info="Photo mode starts invisible (this PSNR, and a colour difference in the face of "
-                                      "CIEDE2000 mean at most 1, 99th percentile at most 3) and lets the change grow, "
-                                      "up to 4 times, only while the goal is not reached. Higher = less visible.")
+                                      f"CIEDE2000 mean at most {budget.max_ciede2000_mean:g}, 99th percentile at most "
+                                      f"{budget.max_ciede2000_p99:g}) and lets the change grow, "
+                                      f"up to {growth} times, only while the goal is not reached. Higher = less visible.")
             go = gr.Button("Conceal", variant="primary")
             status = gr.Markdown(elem_id="conceal_status")
         with gr.Column(scale=5, min_width=380):

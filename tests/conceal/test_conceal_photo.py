@@ -8,6 +8,7 @@ written PSNR / SSIM. The perturbation must stay inside the chosen regions and wi
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -245,8 +246,6 @@ def test_projection_meets_the_mean_and_the_psnr_floor_together(megapixel_attack_
     at once: both end at their limits where "separate" (the mean's threshold, then one scale for the
     PSNR) leaves the mean under its own, it keeps u closer, and projecting again changes nothing
     (a 45 dB floor, so that it binds on this photo, where the face fills part of it)."""
-    import math
-
     import torch
 
     from idface.conceal.photo import PSNR_MARGIN_DB, PhotoAttack, PhotoAttackSettings
@@ -282,8 +281,8 @@ def test_projection_meets_the_mean_and_the_psnr_floor_together(megapixel_attack_
 
 def test_plain_skin_gets_soft_changes_and_detail_keeps_its_own(megapixel_attack_parts):
     """smooth_plain: after every step the change is blurred where the photo is plain (its detail's
-    contrast at most the face's median), left as it is where the photo has detail, and not at all with
-    smooth_plain 0 (a change far inside the budget, so that the projection itself changes nothing)."""
+    contrast at most the face's median), left as it is where the photo has detail, and not at all in
+    the refine's projection (soften_plain False) nor with smooth_plain 0 (a change far inside the budget, so that the projection itself changes nothing)."""
     import torch
 
     from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
@@ -306,8 +305,42 @@ def test_plain_skin_gets_soft_changes_and_detail_keeps_its_own(megapixel_attack_
     soft._project(u)
     assert roughness(u, plain) < 0.5 * roughness(u0, plain)
     assert roughness(u, detailed) > 0.9 * roughness(u0, detailed)
+    u = u0.clone()
+    soft._project(u, soften_plain=False)               # the refine's projection (refine_smooth_plain off)
+    torch.testing.assert_close(u, u0)
     off = PhotoAttack(a, face, mask, targets, "impersonate", PhotoAttackSettings(smooth_plain=0.0))
     assert off.plain is None
     u = u0.clone()
     off._project(u)
     torch.testing.assert_close(u, u0)
+
+
+def test_the_refines_budget_scales_every_limit_together(megapixel_attack_parts):
+    """The escalation holds the p99 and the PSNR floor until their *_hold levels while the mean grows;
+    the refine's budget (uniform_levels) scales all three by the level, so that its level is how far
+    over the starting budget a candidate is (the number results are judged by: overshoot at level 1),
+    and the per-pixel limits can keep the shape they had at another level (texture_level)."""
+    import torch
+
+    from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
+
+    a, face, mask, targets = megapixel_attack_parts
+    s = PhotoAttackSettings()
+    attack = PhotoAttack(a, face, mask, targets, "impersonate", s)
+    assert s.p99_hold > 1.2 and s.psnr_hold > 1.2
+    assert attack.mean_level(1.2) == pytest.approx(1.2 / s.mean_hold)
+    assert attack.p99_level(1.2) == 1.0 and attack.psnr_floor(1.2) == s.min_psnr
+    attack.uniform_levels = True
+    assert attack.mean_level(1.2) == attack.p99_level(1.2) == pytest.approx(1.2)
+    assert attack.psnr_floor(1.2) == pytest.approx(s.min_psnr - 20 * math.log10(1.2))
+    numbers = {"psnr": s.min_psnr - 1.0, "ciede2000_mean": 0.5, "ciede2000_p99": 3.3}
+    assert attack.overshoot(numbers, 1.15) < 1 < attack.overshoot(numbers, 1.0)   # 1 dB = 1.122x the rms
+    attack.uniform_levels = False
+    # texture_level: the per-pixel caps as at that level, the other limits as at `level`
+    u = torch.full((1, 3, *attack.base.shape[-2:]), 10.0) * attack.inside
+    at_one, shaped = u.clone(), u.clone()
+    attack._limit(at_one, 1.0)
+    attack._limit(shaped, 1.0, texture_level=2.0)
+    inside = attack.inside
+    assert float(shaped.norm(dim=1)[0][inside].max()) <= s.max_ciede2000_p99 * 1.0001
+    assert float((shaped.norm(dim=1)[0] - at_one.norm(dim=1)[0])[inside].abs().max()) > 0
