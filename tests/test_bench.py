@@ -28,7 +28,9 @@ def test_bench_json_reports_every_figure(capsys, tmp_path, monkeypatch):
     plan = report["pipeline_mode"]
     assert plan["precision"] == "fp32" and plan["decided_by"] == "timed"
     assert len(plan["folded_stages"]) == len(plan["stage_timings_ms"]) == 4
-    assert plan["folded_stages"] == [t["folded"] <= t["plain"] for t in plan["stage_timings_ms"]]
+    for folded, t in zip(plan["folded_stages"], plan["stage_timings_ms"]):
+        if t["folded"] != t["plain"]:          # printed equal: the exact timings decided (ties fold)
+            assert folded == (t["folded"] < t["plain"])
     assert plan["same_as"] == {(True,) * 4: "fp32-folded", (False,) * 4: "fp32"}.get(tuple(plan["folded_stages"]))
     assert report["generator"]["pipeline"]["max_abs_diff_vs_fp32"] < 1e-4       # fp32, exact algebra
     assert report["fastest_mode"] != "pipeline"

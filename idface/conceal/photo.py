@@ -373,6 +373,10 @@ class PhotoAttack:
     met together (about the Euclidean projection onto both: every |u| soft-thresholded by one amount
     and divided by 1 + mu x its pixel's RGB cost, _limit)."""
 
+    # False: the levels of the escalation (mean, p99 and PSNR each held until its *_hold); True: every
+    # limit scaled by the level together (how far over the starting budget: the refine's budget)
+    uniform_levels: bool = False
+
     def __init__(self, photo: np.ndarray, face, mask: np.ndarray, targets: list[Target], goal: str,
                  settings: PhotoAttackSettings | None = None, measure_mask: np.ndarray | None = None):
         self.photo = np.ascontiguousarray(photo, dtype=np.uint8)        # [H, W, 3]
@@ -446,9 +450,6 @@ class PhotoAttack:
         else:
             self.limit = torch.full(self.base.shape[-2:], typical)
         self.level = 1.0
-        # False: the levels of the escalation (mean, p99 and PSNR each held until its *_hold); True: every
-        # limit scaled by the level together (how far over the starting budget: the refine's budget)
-        self.uniform_levels = False
         # where the change is blurred after every step (smooth_plain): 1 where the detail's contrast is at
         # most the face's median, falling to 0 at twice it [1, 1, h, w]. Only where the working copy is
         # smaller than the photo: a face at most work_face px wide is optimised at the photo's own pixels,

@@ -82,7 +82,9 @@ class FoldPlan:
     def to_json(self) -> dict:
         out: dict = {"precision": self.precision, "folded_stages": list(self.stages), "decided_by": self.decided_by}
         if self.timings is not None:
-            out["stage_timings_ms"] = [{"plain": round(t.plain_s * 1e3, 3), "folded": round(t.folded_s * 1e3, 3),
+            # to the nanosecond: the tiny preset's blocks take tens of microseconds, and at 3 decimals two
+            # different timings could print equal while choose_stages compared the exact ones
+            out["stage_timings_ms"] = [{"plain": round(t.plain_s * 1e3, 6), "folded": round(t.folded_s * 1e3, 6),
                                         "tokens": t.tokens} for t in self.timings]
         return out
 
