@@ -232,8 +232,7 @@ def conceal_tab(engine: Any = None) -> None:
     from idface.ui.photo_input import photo_input
 
     h = ConcealHandlers(engine)
-    budget = PhotoAttackSettings
-    growth = f"{budget.escalate_to:g}"          # how far the budget may grow
+    budget = PhotoAttackSettings                # the starting limits and how far they may grow
     faces = example_faces()
     available = h.available_recognizers()
     by_name = {f.rsplit("/", 1)[-1]: f for f in faces}
@@ -264,7 +263,7 @@ def conceal_tab(engine: Any = None) -> None:
                                  info="Photo mode starts invisible (this PSNR, and a colour difference in the face of "
                                       f"CIEDE2000 mean at most {budget.max_ciede2000_mean:g}, 99th percentile at most "
                                       f"{budget.max_ciede2000_p99:g}) and lets the change grow, "
-                                      f"up to {growth} times, only while the goal is not reached. Higher = less visible.")
+                                      f"up to {budget.escalate_to:g} times, only while the goal is not reached. Higher = less visible.")
             go = gr.Button("Conceal", variant="primary")
             status = gr.Markdown(elem_id="conceal_status")
         with gr.Column(scale=5, min_width=380):

@@ -282,7 +282,8 @@ def test_projection_meets_the_mean_and_the_psnr_floor_together(megapixel_attack_
 def test_plain_skin_gets_soft_changes_and_detail_keeps_its_own(megapixel_attack_parts):
     """smooth_plain: after every step the change is blurred where the photo is plain (its detail's
     contrast at most the face's median), left as it is where the photo has detail, and not at all in
-    the refine's projection (soften_plain False) nor with smooth_plain 0 (a change far inside the budget, so that the projection itself changes nothing)."""
+    a projection with soften_plain False (the refine's, refine_smooth_plain off) nor with smooth_plain 0
+    (a change far inside the budget, so that the projection itself changes nothing)."""
     import torch
 
     from idface.conceal.photo import PhotoAttack, PhotoAttackSettings
